@@ -1,0 +1,12 @@
+/* curfew: coordinated asynchronous shutdown for multi-threaded,
+ * multi-process C programs. Including this header includes every module's
+ * public header (S5).
+ *
+ * SPDX-License-Identifier: MIT
+ */
+#ifndef CURFEW_H
+#define CURFEW_H
+
+#include <curfew/core.h>
+
+#endif /* CURFEW_H */
