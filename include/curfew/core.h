@@ -16,6 +16,12 @@
 extern "C" {
 #endif
 
+/* The library is built with hidden visibility; what this header declares
+ * is its public interface. */
+#if defined(__GNUC__) || defined(__clang__)
+#pragma GCC visibility push(default)
+#endif
+
 #if defined(__GNUC__) || defined(__clang__)
 #define CURFEW__PRINTF(f, a) __attribute__((format(printf, f, a)))
 #else
@@ -56,7 +62,7 @@ typedef enum curfew_barrier_state {
     CURFEW_NOT_STARTED = 0,
     CURFEW_WAITING = 1,
     CURFEW_COMPLETE = 2
-} curfew_barrier_state;
+} curfew_wait_state;
 
 /* Events reported through cfg->on_event (D4). */
 typedef enum curfew_event_type {
@@ -317,6 +323,10 @@ typedef struct curfew_stats {
 
 /* Fills *out. Returns 0 or -EINVAL. Thread: any. */
 int curfew_stats_get(const curfew *cf, curfew_stats *out);
+
+#if defined(__GNUC__) || defined(__clang__)
+#pragma GCC visibility pop
+#endif
 
 #ifdef __cplusplus
 }

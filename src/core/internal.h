@@ -1,0 +1,164 @@
+/* Internal structures of the core. Not installed.
+ *
+ * SPDX-License-Identifier: MIT
+ *
+ * Concurrency in one paragraph: cf->lock guards the structure (slot
+ * allocation, barrier lists, barrier states, status texts, the broken
+ * registration list). It is held only for short sections that neither
+ * allocate nor call user code (W1). Finishing a blocker is lock-free after
+ * shutdown began: a CAS on the slot's control word picks the one winner, an
+ * atomic decrement of the barrier's pending count follows, and only the
+ * decrement that reaches zero (or a failure) wakes the dispatcher, through
+ * an eventfd written at most once per dispatch (D3). The list of waiting
+ * barriers belongs to the dispatching thread alone.
+ */
+#ifndef CURFEW_CORE_INTERNAL_H
+#define CURFEW_CORE_INTERNAL_H
+
+#include <curfew/core.h>
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdint.h>
+
+#define CURFEW__NIL UINT32_MAX
+
+/* Slot states, the low byte of the control word; the high 32 bits are the
+ * generation. Order matters: every state >= S_FINISHING is finished. */
+enum {
+    CURFEW__S_FREE = 0,      /* never handed out */
+    CURFEW__S_IDLE = 1,      /* added, trigger not run */
+    CURFEW__S_PENDING = 2,   /* trigger ran (or runs), waiting for done */
+    CURFEW__S_FINISHING = 3, /* a finisher won, is storing its results */
+    CURFEW__S_DONE = 4,
+    CURFEW__S_FAILED = 5,
+    CURFEW__S_TIMEOUT = 6,
+    CURFEW__S_REMOVED = 7
+};
+
+/* One blocker. Kept small: no per-blocker allocation but the name (and the
+ * status buffer, made on the first status call). */
+typedef struct curfew__slot {
+    _Atomic uint64_t ctl; /* generation << 32 | state */
+    uint32_t prev, next;  /* the barrier's list; cf->lock */
+    uint32_t link;        /* reuse queue or failure stack */
+    int32_t line;
+    curfew_barrier *barrier;
+    char *name;
+    const char *file, *func;
+    curfew_trigger_fn trigger;
+    void *arg;
+    char *status;            /* CURFEW_STATUS_MAX + 1 bytes; cf->lock */
+    _Atomic(char *) what;    /* failure text */
+    _Atomic int32_t t_start; /* ms since begin: trigger ran */
+    _Atomic int32_t t_end;   /* ms since begin: finished */
+    _Atomic int32_t err;
+} curfew__slot;
+
+/* Slots live in chunks that never move: chunk k holds 64 << k slots, so 27
+ * chunk pointers cover every 32-bit index and a lookup is two shifts. */
+#define CURFEW__CHUNK0 64u
+#define CURFEW__NCHUNKS 27
+
+struct curfew_barrier {
+    curfew *cf;
+    char *name;
+    int is_phase;
+    unsigned phase_index;
+    int32_t warn_ms, crash_ms; /* resolved: ms or CURFEW_NEVER */
+    _Atomic int state;         /* curfew_barrier_state */
+    _Atomic int64_t pending;   /* unfinished blockers */
+    uint32_t head, tail;       /* slot list, oldest first; cf->lock */
+    uint32_t cursor;           /* last slot triggered; dispatcher */
+    int needs_trigger;         /* blockers added while waiting; cf->lock */
+    curfew_barrier *outer;     /* waits in; cf->lock */
+    uint64_t outer_id;         /* its blocker in outer */
+    int64_t t_start, t_end;    /* ms since begin */
+    curfew_barrier *all_next;  /* every barrier of cf; cf->lock */
+    curfew_barrier *wnext;     /* waiting list; dispatcher only */
+};
+
+typedef struct curfew__broken {
+    struct curfew__broken *next;
+    curfew_broken_registration pub;
+    char *name_copy;
+} curfew__broken;
+
+struct curfew {
+    pthread_mutex_t lock;
+
+    /* Configuration, immutable after curfew_create. */
+    unsigned nphases;
+    curfew_barrier **phases;
+    int32_t warn_ms, crash_ms;
+    curfew_timeout_action on_timeout;
+    int timeout_exit_code;
+    char *report_path, *record_path, *process_name;
+    int64_t budget_ms;
+    int32_t budget_margin_ms;
+    int exit_after; /* phase index or -1 */
+    int exit_code;
+    curfew_event_fn on_event;
+    void *event_arg;
+    int dynamic_phase, static_phase; /* phase index or -1 */
+    int strict_leaks;
+
+    /* Wake-up descriptor (eventfd, or a pipe where there is none). */
+    int wake_rd, wake_wr;
+    _Atomic int wake_pending;
+
+    /* Shutdown progress. */
+    _Atomic int begun;     /* 0, 1 (beginning), 2 (t0 valid) */
+    _Atomic int64_t t0_ns; /* CLOCK_MONOTONIC at begin */
+    _Atomic int cur_phase; /* -1 before begin */
+    _Atomic int complete;
+    _Atomic int dispatching;
+    int began_reported;            /* dispatcher */
+    int phase_started;             /* dispatcher: cur phase barrier started */
+    curfew_barrier *whead, *wtail; /* waiting barriers; dispatcher */
+
+    /* Slots. */
+    _Atomic(curfew__slot *) chunks[CURFEW__NCHUNKS];
+    _Atomic uint32_t hwm;                    /* slots ever handed out */
+    uint32_t reuse_head, reuse_tail, nreuse; /* cf->lock */
+    _Atomic uint64_t failed; /* stack of failed slots: idx + 1, 0 empty */
+
+    curfew_barrier *barriers; /* every barrier; cf->lock */
+    curfew_barrier *barriers_tail;
+    curfew__broken *broken, *broken_tail;
+    unsigned nbroken;
+
+    _Atomic uint64_t st_wakeups, st_dispatches, st_blockers;
+};
+
+/* Slots (blocker.c). */
+curfew__slot *curfew__slot_at(const curfew *cf, uint32_t idx);
+int curfew__add(curfew_barrier *barrier, const char *name,
+                curfew_trigger_fn trigger, void *arg, curfew_blocker *out,
+                const char *file, int line, const char *func);
+int curfew__finish(curfew *cf, uint64_t id, int state, int err,
+                   const char *what);
+void curfew__broken_add(curfew *cf, const char *name, int err,
+                        const curfew_barrier *barrier, const char *file,
+                        int line, const char *func);
+void curfew__free_slots(curfew *cf);
+
+/* Coordinator (coordinator.c). */
+int64_t curfew__now_ns(void);
+int32_t curfew__since_begin_ms(const curfew *cf);
+void curfew__wake(curfew *cf);
+
+/* Dispatch (dispatch.c). */
+int curfew__nested_trigger(curfew_blocker self, void *arg);
+
+static inline int curfew__state_of(uint64_t ctl)
+{
+    return (int)(ctl & 0xff);
+}
+
+static inline uint32_t curfew__gen_of(uint64_t ctl)
+{
+    return (uint32_t)(ctl >> 32);
+}
+
+#endif
