@@ -58,7 +58,7 @@ typedef enum curfew_timeout_action {
 } curfew_timeout_action;
 
 /* Barrier states (N3). */
-typedef enum curfew_barrier_state {
+typedef enum curfew_wait_state {
     CURFEW_NOT_STARTED = 0,
     CURFEW_WAITING = 1,
     CURFEW_COMPLETE = 2
