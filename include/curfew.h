@@ -8,5 +8,6 @@
 #define CURFEW_H
 
 #include <curfew/core.h>
+#include <curfew/report.h>
 
 #endif /* CURFEW_H */

@@ -487,3 +487,29 @@ void curfew__free_slots(curfew *cf)
     for (unsigned k = 0; k < CURFEW__NCHUNKS; k++)
         free(atomic_load(&cf->chunks[k]));
 }
+
+unsigned curfew__expire(curfew *cf, curfew_barrier *b)
+{
+    unsigned n = 0;
+    pthread_mutex_lock(&cf->lock);
+    uint32_t idx = b->head;
+    pthread_mutex_unlock(&cf->lock);
+    while (idx != CURFEW__NIL) {
+        pthread_mutex_lock(&cf->lock);
+        curfew__slot *s = curfew__slot_at(cf, idx);
+        uint64_t ctl = atomic_load(&s->ctl);
+        curfew_barrier *inner =
+            s->trigger == curfew__nested_trigger ? s->arg : NULL;
+        uint32_t next = s->next;
+        pthread_mutex_unlock(&cf->lock);
+        int st = curfew__state_of(ctl);
+        if ((st == CURFEW__S_IDLE || st == CURFEW__S_PENDING) &&
+            curfew__finish(cf, (ctl >> 32) << 32 | idx, CURFEW__S_TIMEOUT, 0,
+                           NULL) == 0)
+            n++;
+        if (inner)
+            n += curfew__expire(cf, inner);
+        idx = next;
+    }
+    return n;
+}

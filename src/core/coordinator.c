@@ -160,6 +160,9 @@ static void free_all(curfew *cf)
     if (cf->wake_wr >= 0 && cf->wake_wr != cf->wake_rd)
         close(cf->wake_wr);
     pthread_mutex_destroy(&cf->lock);
+    pthread_mutex_destroy(&cf->wd_lock);
+    pthread_mutex_destroy(&cf->rec_lock);
+    pthread_cond_destroy(&cf->wd_cond);
     free(cf);
 }
 
@@ -264,6 +267,13 @@ int curfew_create(curfew **out, const curfew_config *cfg)
         return -ENOMEM;
     cf->wake_rd = cf->wake_wr = -1;
     pthread_mutex_init(&cf->lock, NULL);
+    pthread_mutex_init(&cf->wd_lock, NULL);
+    pthread_mutex_init(&cf->rec_lock, NULL);
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&cf->wd_cond, &ca);
+    pthread_condattr_destroy(&ca);
     atomic_init(&cf->cur_phase, -1);
     atomic_init(&cf->failed, 0);
     atomic_init(&cf->hwm, 0);
@@ -289,6 +299,7 @@ int curfew_destroy(curfew *cf)
         return 0;
     if (atomic_load(&cf->begun) && !atomic_load(&cf->complete))
         return -EBUSY;
+    curfew__watchdog_stop(cf);
     free_all(cf);
     return 0;
 }
@@ -329,7 +340,10 @@ int curfew_begin(curfew *cf)
 {
     if (!cf)
         return -EINVAL;
-    return begin(cf);
+    int r = begin(cf);
+    if (r == 0)
+        curfew__watchdog_start(cf); /* W1: even if nobody dispatches */
+    return r;
 }
 
 int curfew_begin_from_signal(curfew *cf)

@@ -21,8 +21,18 @@ static void emit(curfew *cf, curfew_event_type type, const curfew_barrier *b,
     curfew_event ev;
     memset(&ev, 0, sizeof(ev));
     ev.type = type;
-    int cur = atomic_load(&cf->cur_phase);
-    ev.phase = cur >= 0 ? cf->phases[cur]->name : NULL;
+    if (b) {
+        /* The phase the barrier belongs to, through its outer barriers;
+         * NULL for a barrier that waits in no phase. */
+        pthread_mutex_lock(&cf->lock);
+        const curfew_barrier *x = b;
+        while (x && !x->is_phase)
+            x = x->outer;
+        pthread_mutex_unlock(&cf->lock);
+        ev.phase = x ? x->name : NULL;
+    } else {
+        ev.phase = curfew_current_phase(cf);
+    }
     ev.barrier = b ? b->name : NULL;
     ev.blocker = blocker;
     ev.error = error;
@@ -69,6 +79,7 @@ static void start_barrier(curfew *cf, curfew_barrier *b)
     else
         cf->whead = b;
     cf->wtail = b;
+    curfew__watchdog_kick(cf);
     if (b->is_phase)
         emit(cf, CURFEW_EV_PHASE_BEGIN, b, NULL, 0, NULL, 0);
 }
@@ -155,14 +166,19 @@ static void complete_barrier(curfew *cf, curfew_barrier *b)
     if (!b->is_phase)
         return;
     emit(cf, CURFEW_EV_PHASE_END, b, NULL, 0, NULL, b->t_end - b->t_start);
-    if ((int)b->phase_index == cf->exit_after)
+    if ((int)b->phase_index == cf->exit_after) {
+        curfew__record_rewrite(cf); /* clean: its last phase completed */
         fast_exit(cf);
+    }
     unsigned next = b->phase_index + 1;
     if (next < cf->nphases) {
         atomic_store(&cf->cur_phase, (int)next);
+        curfew__record_rewrite(cf);
         start_barrier(cf, cf->phases[next]);
     } else {
         atomic_store(&cf->complete, 1);
+        curfew__record_rewrite(cf);
+        curfew__watchdog_kick(cf);
         emit(cf, CURFEW_EV_COMPLETE, NULL, NULL, 0, NULL,
              curfew__since_begin_ms(cf));
     }
@@ -187,9 +203,36 @@ static int try_complete(curfew *cf, curfew_barrier *b)
     return done;
 }
 
+/* W2: the watchdog flagged barriers; their warning events are emitted
+ * here, on the dispatching thread (D4). */
+static int report_warnings(curfew *cf)
+{
+    if (!atomic_exchange(&cf->warn_events, 0))
+        return 0;
+    for (;;) {
+        curfew_barrier *w = NULL;
+        pthread_mutex_lock(&cf->lock);
+        for (curfew_barrier *b = cf->barriers; b && !w; b = b->all_next)
+            if (b->warn_event)
+                w = b;
+        if (w)
+            w->warn_event = 0;
+        pthread_mutex_unlock(&cf->lock);
+        if (!w)
+            return 1;
+        char *text = malloc(65536);
+        if (text)
+            curfew__pending_list(cf, w, text, 65536, "\n");
+        emit(cf, CURFEW_EV_WARNING, w, NULL, 0, text ? text : "(out of memory)",
+             0);
+        free(text);
+    }
+}
+
 static int pass(curfew *cf)
 {
     int progress = report_failures(cf);
+    progress |= report_warnings(cf);
     for (curfew_barrier *b = cf->whead; b; b = b->wnext) {
         if (atomic_load(&b->state) != CURFEW_WAITING)
             continue;
@@ -228,7 +271,10 @@ static int dispatch(curfew *cf)
     atomic_fetch_add_explicit(&cf->st_dispatches, 1, memory_order_relaxed);
     if (!cf->began_reported) {
         cf->began_reported = 1;
+        /* Begun from a signal handler, which cannot start threads. */
+        curfew__watchdog_start(cf);
         emit(cf, CURFEW_EV_BEGIN, NULL, NULL, 0, NULL, 0);
+        curfew__record_rewrite(cf);
         start_barrier(cf, cf->phases[0]);
     }
     while (pass(cf) && !atomic_load(&cf->complete))

@@ -19,6 +19,7 @@
 
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #define CURFEW__NIL UINT32_MAX
@@ -76,6 +77,8 @@ struct curfew_barrier {
     int64_t t_start, t_end;    /* ms since begin */
     curfew_barrier *all_next;  /* every barrier of cf; cf->lock */
     curfew_barrier *wnext;     /* waiting list; dispatcher only */
+    int warned, fired;         /* watchdog: timers that went off; cf->lock */
+    int warn_event;            /* a warning for the dispatcher; cf->lock */
 };
 
 typedef struct curfew__broken {
@@ -129,6 +132,19 @@ struct curfew {
     unsigned nbroken;
 
     _Atomic uint64_t st_wakeups, st_dispatches, st_blockers;
+
+    /* Watchdog (src/watchdog). wd_lock is never held by user code. */
+    pthread_mutex_t wd_lock;
+    pthread_cond_t wd_cond;
+    pthread_t wd_thread;
+    _Atomic int wd_started; /* 0, 1 started, -1 could not start */
+    int wd_stop;            /* wd_lock */
+    int wd_kick;            /* deadlines changed; wd_lock */
+    _Atomic int budget_expired;
+    _Atomic int warn_events; /* barriers have warn_event set */
+
+    /* Reports (src/report). rec_lock serialises record rewrites. */
+    pthread_mutex_t rec_lock;
 };
 
 /* Slots (blocker.c). */
@@ -150,6 +166,26 @@ void curfew__wake(curfew *cf);
 
 /* Dispatch (dispatch.c). */
 int curfew__nested_trigger(curfew_blocker self, void *arg);
+
+/* Watchdog (src/watchdog/watchdog.c). start: from curfew_begin or the first
+ * dispatch; kick: a barrier started or completed; stop: from destroy. */
+void curfew__watchdog_start(curfew *cf);
+void curfew__watchdog_kick(curfew *cf);
+void curfew__watchdog_stop(curfew *cf);
+/* Marks every unfinished blocker under b (nested barriers included)
+ * timeout; returns how many. */
+unsigned curfew__expire(curfew *cf, curfew_barrier *b);
+
+/* Reports (src/report/report.c). */
+int curfew__record_rewrite(curfew *cf);
+int curfew__report_write(curfew *cf, int fd, const char *type,
+                         curfew_barrier *b, int64_t timeout_ms);
+int curfew__report_to_path(curfew *cf, const char *path, const char *type,
+                           curfew_barrier *b, int64_t timeout_ms);
+/* "name (status)" of every pending blocker under b, joined by sep, cut to
+ * cap - 1 bytes; returns the length. No malloc, no stdio. */
+size_t curfew__pending_list(curfew *cf, curfew_barrier *b, char *buf,
+                            size_t cap, const char *sep);
 
 static inline int curfew__state_of(uint64_t ctl)
 {

@@ -1,0 +1,527 @@
+/* The hang report (R1) and the shutdown record (R2), written without
+ * malloc and without stdio (W4), and atomically to their paths.
+ *
+ * SPDX-License-Identifier: MIT
+ *
+ * The writers walk the barriers' blocker lists taking cf->lock for one slot
+ * at a time and copying what they need into stack buffers, so the lock is
+ * never held across I/O. Names are copied too: before curfew_begin a
+ * finished slot may be reused and its name freed.
+ */
+#define _GNU_SOURCE
+#include "core/internal.h"
+#include "report/jsonw.h"
+
+#include <curfew/report.h>
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h> /* rename() only: no stdio stream is used */
+#include <string.h>
+#include <unistd.h>
+
+#define NAME_MAX_COPY 512
+#define WHAT_MAX_COPY 256
+#define PATH_DEPTH 32
+
+typedef struct snap {
+    char name[NAME_MAX_COPY];
+    char status[CURFEW_STATUS_MAX + 1];
+    char what[WHAT_MAX_COPY];
+    const char *file, *func;
+    int line;
+    int state;
+    int32_t t_start, t_end;
+    int err;
+    curfew_barrier *barrier; /* the barrier the slot belongs to */
+    curfew_barrier *inner;   /* a nested barrier's blocker: that barrier */
+    int64_t barrier_start;   /* ms since begin the barrier started */
+} snap;
+
+static void copy_cut(char *dst, size_t size, const char *src)
+{
+    size_t n = src ? strlen(src) : 0;
+    if (n >= size) {
+        n = size - 1;
+        /* Do not end inside a UTF-8 sequence. */
+        while (n > 0 && ((unsigned char)src[n] & 0xC0) == 0x80)
+            n--;
+    }
+    if (n)
+        memcpy(dst, src, n);
+    dst[n] = '\0';
+}
+
+typedef int (*visit_fn)(void *ctx, const snap *s);
+
+/* Visits the slots of b in order, each nested barrier's slots right after
+ * the blocker that stands for it. Stops early if fn returns non-zero. */
+static int walk(curfew *cf, curfew_barrier *b, visit_fn fn, void *ctx, snap *s,
+                int depth)
+{
+    if (depth > PATH_DEPTH)
+        return 0;
+    pthread_mutex_lock(&cf->lock);
+    uint32_t idx = b->head;
+    int64_t bstart = b->t_start;
+    pthread_mutex_unlock(&cf->lock);
+    while (idx != CURFEW__NIL) {
+        pthread_mutex_lock(&cf->lock);
+        curfew__slot *sl = curfew__slot_at(cf, idx);
+        copy_cut(s->name, sizeof(s->name), sl->name);
+        copy_cut(s->status, sizeof(s->status), sl->status);
+        copy_cut(s->what, sizeof(s->what), atomic_load(&sl->what));
+        s->file = sl->file;
+        s->func = sl->func;
+        s->line = sl->line;
+        s->state = curfew__state_of(atomic_load(&sl->ctl));
+        s->t_start = atomic_load(&sl->t_start);
+        s->t_end = atomic_load(&sl->t_end);
+        s->err = atomic_load(&sl->err);
+        s->barrier = b;
+        s->inner = sl->trigger == curfew__nested_trigger ? sl->arg : NULL;
+        s->barrier_start = bstart;
+        uint32_t next = sl->next;
+        pthread_mutex_unlock(&cf->lock);
+        int r = fn(ctx, s);
+        if (r)
+            return r;
+        if (s->inner) {
+            r = walk(cf, s->inner, fn, ctx, s, depth + 1);
+            if (r)
+                return r;
+        }
+        idx = next;
+    }
+    return 0;
+}
+
+static int unfinished(int state)
+{
+    return state == CURFEW__S_IDLE || state == CURFEW__S_PENDING;
+}
+
+static const char *result_name(int state)
+{
+    switch (state) {
+    case CURFEW__S_DONE:
+        return "ok";
+    case CURFEW__S_FAILED:
+        return "error";
+    case CURFEW__S_TIMEOUT:
+        return "timeout";
+    case CURFEW__S_REMOVED:
+        return "removed";
+    default:
+        return "pending";
+    }
+}
+
+static void write_broken(curfew *cf, curfew__jw *w)
+{
+    curfew__jw_key(w, "broken_registrations");
+    curfew__jw_arr(w);
+    /* The list only grows at its tail; entries never change once linked. */
+    pthread_mutex_lock(&cf->lock);
+    curfew__broken *br = cf->broken;
+    pthread_mutex_unlock(&cf->lock);
+    for (; br;) {
+        curfew__jw_obj(w);
+        curfew__jw_kstr(w, "name", br->pub.name);
+        curfew__jw_kstr(w, "error", curfew_strerror(br->pub.error));
+        curfew__jw_kint(w, "code", br->pub.error);
+        curfew__jw_kstr(w, "barrier", br->pub.barrier);
+        curfew__jw_kstr(w, "file", br->pub.file);
+        curfew__jw_kint(w, "line", br->pub.line);
+        curfew__jw_kstr(w, "function", br->pub.func);
+        curfew__jw_obj_end(w);
+        pthread_mutex_lock(&cf->lock);
+        br = br->next;
+        pthread_mutex_unlock(&cf->lock);
+    }
+    curfew__jw_arr_end(w);
+}
+
+static void write_head(curfew *cf, curfew__jw *w, const char *type)
+{
+    curfew__jw_obj(w);
+    curfew__jw_kstr(w, "type", type);
+    curfew__jw_kint(w, "version", 1);
+    curfew__jw_kint(w, "pid", (int64_t)getpid());
+    curfew__jw_kstr(w, "process", cf->process_name);
+}
+
+/* ---- hang report (R1) --------------------------------------------------- */
+
+typedef struct cond_ctx {
+    curfew__jw *w;
+    int32_t now;
+} cond_ctx;
+
+static int visit_condition(void *ctx, const snap *s)
+{
+    cond_ctx *c = ctx;
+    if (!unfinished(s->state))
+        return 0;
+    curfew__jw *w = c->w;
+    int64_t since =
+        s->state == CURFEW__S_PENDING ? s->t_start : s->barrier_start;
+    curfew__jw_obj(w);
+    curfew__jw_kstr(w, "name", s->name);
+    curfew__jw_kstr(w, "status", s->status);
+    curfew__jw_kstr(w, "file", s->file);
+    curfew__jw_kint(w, "line", s->line);
+    curfew__jw_kstr(w, "function", s->func);
+    curfew__jw_kint(w, "age_ms", c->now - since);
+    curfew__jw_kstr(w, "barrier", s->barrier->name);
+    curfew__jw_obj_end(w);
+    return 0;
+}
+
+int curfew__report_write(curfew *cf, int fd, const char *type,
+                         curfew_barrier *b, int64_t timeout_ms)
+{
+    char buf[4096];
+    curfew__jw w;
+    snap s;
+    curfew__jw_init(&w, fd, buf, sizeof(buf));
+    int32_t now = curfew__since_begin_ms(cf);
+
+    write_head(cf, &w, type);
+    curfew__jw_kstr(&w, "phase", curfew_current_phase(cf));
+
+    const char *path[PATH_DEPTH];
+    int depth = 0;
+    int64_t bstart = 0;
+    pthread_mutex_lock(&cf->lock);
+    for (curfew_barrier *x = b; x && depth < PATH_DEPTH; x = x->outer)
+        path[depth++] = x->name;
+    if (b)
+        bstart = b->t_start;
+    pthread_mutex_unlock(&cf->lock);
+    curfew__jw_key(&w, "barrier_path");
+    curfew__jw_arr(&w);
+    while (depth > 0)
+        curfew__jw_str(&w, path[--depth]);
+    curfew__jw_arr_end(&w);
+    curfew__jw_kint(&w, "elapsed_ms", b ? now - bstart : 0);
+    curfew__jw_key(&w, "timeout_ms");
+    if (timeout_ms >= 0)
+        curfew__jw_int(&w, timeout_ms);
+    else
+        curfew__jw_null(&w);
+
+    curfew__jw_key(&w, "conditions");
+    curfew__jw_arr(&w);
+    if (b) {
+        cond_ctx c = {&w, now};
+        walk(cf, b, visit_condition, &c, &s, 0);
+    }
+    curfew__jw_arr_end(&w);
+
+    write_broken(cf, &w);
+
+    curfew__jw_key(&w, "phases");
+    curfew__jw_arr(&w);
+    for (unsigned i = 0; i < cf->nphases; i++) {
+        curfew_barrier *p = cf->phases[i];
+        if (atomic_load(&p->state) != CURFEW_COMPLETE)
+            continue;
+        pthread_mutex_lock(&cf->lock);
+        int64_t d = p->t_end - p->t_start;
+        pthread_mutex_unlock(&cf->lock);
+        curfew__jw_obj(&w);
+        curfew__jw_kstr(&w, "name", p->name);
+        curfew__jw_kint(&w, "duration_ms", d);
+        curfew__jw_obj_end(&w);
+    }
+    curfew__jw_arr_end(&w);
+
+    curfew__jw_key(&w, "children");
+    curfew__jw_arr(&w);
+    curfew__jw_arr_end(&w);
+    curfew__jw_obj_end(&w);
+    curfew__jw_raw(&w, "\n", 1);
+    return curfew__jw_finish(&w);
+}
+
+/* The innermost waiting barrier: the one a state report names. */
+static curfew_barrier *innermost_waiting(curfew *cf)
+{
+    curfew_barrier *best = NULL;
+    int best_depth = -1;
+    pthread_mutex_lock(&cf->lock);
+    for (curfew_barrier *b = cf->barriers; b; b = b->all_next) {
+        if (atomic_load(&b->state) != CURFEW_WAITING)
+            continue;
+        int d = 0;
+        for (curfew_barrier *x = b->outer; x; x = x->outer)
+            d++;
+        if (d > best_depth) {
+            best = b;
+            best_depth = d;
+        }
+    }
+    pthread_mutex_unlock(&cf->lock);
+    return best;
+}
+
+int curfew_report_write_state(curfew *cf, int fd)
+{
+    if (!cf || fd < 0)
+        return -EINVAL;
+    curfew_barrier *b = innermost_waiting(cf);
+    return curfew__report_write(cf, fd, "curfew-state", b,
+                                b ? b->crash_ms : -1);
+}
+
+/* ---- shutdown record (R2) ----------------------------------------------- */
+
+typedef struct rec_ctx {
+    curfew__jw *w;
+} rec_ctx;
+
+static int visit_record(void *ctx, const snap *s)
+{
+    curfew__jw *w = ((rec_ctx *)ctx)->w;
+    curfew__jw_obj(w);
+    curfew__jw_kstr(w, "name", s->name);
+    curfew__jw_kstr(w, "barrier", s->barrier->name);
+    curfew__jw_key(w, "start_ms");
+    if (s->state == CURFEW__S_IDLE)
+        curfew__jw_null(w);
+    else
+        curfew__jw_int(w, s->t_start);
+    curfew__jw_key(w, "end_ms");
+    if (unfinished(s->state))
+        curfew__jw_null(w);
+    else
+        curfew__jw_int(w, s->t_end);
+    curfew__jw_kstr(w, "result", result_name(s->state));
+    if (s->state == CURFEW__S_FAILED) {
+        char text[WHAT_MAX_COPY + 96];
+        size_t n = 0, k;
+        if (s->what[0]) {
+            k = strlen(s->what);
+            memcpy(text, s->what, k);
+            n = k;
+            memcpy(text + n, " (", 2);
+            n += 2;
+        }
+        const char *e = curfew_strerror(s->err);
+        k = strlen(e);
+        if (k > sizeof(text) - n - 2)
+            k = sizeof(text) - n - 2;
+        memcpy(text + n, e, k);
+        n += k;
+        if (s->what[0])
+            text[n++] = ')';
+        curfew__jw_key(w, "error");
+        curfew__jw_strn(w, text, n);
+        curfew__jw_kint(w, "code", s->err);
+    }
+    if (s->status[0])
+        curfew__jw_kstr(w, "status", s->status);
+    curfew__jw_obj_end(w);
+    return 0;
+}
+
+static int record_write(curfew *cf, int fd)
+{
+    char buf[8192];
+    curfew__jw w;
+    snap s;
+    curfew__jw_init(&w, fd, buf, sizeof(buf));
+    write_head(cf, &w, "curfew-record");
+
+    int complete = atomic_load(&cf->complete);
+    int clean = complete;
+    if (!clean && cf->exit_after >= 0 &&
+        atomic_load(&cf->phases[cf->exit_after]->state) == CURFEW_COMPLETE)
+        clean = 1;
+    curfew__jw_key(&w, "clean");
+    curfew__jw_bool(&w, clean);
+    curfew__jw_kstr(&w, "exit_after",
+                    cf->exit_after >= 0 ? cf->phases[cf->exit_after]->name
+                                        : NULL);
+    curfew__jw_kint(&w, "elapsed_ms", curfew__since_begin_ms(cf));
+
+    curfew__jw_key(&w, "phases");
+    curfew__jw_arr(&w);
+    for (unsigned i = 0; i < cf->nphases; i++) {
+        curfew_barrier *p = cf->phases[i];
+        int st = atomic_load(&p->state);
+        pthread_mutex_lock(&cf->lock);
+        int64_t t0 = p->t_start, t1 = p->t_end;
+        pthread_mutex_unlock(&cf->lock);
+        curfew__jw_obj(&w);
+        curfew__jw_kstr(&w, "name", p->name);
+        curfew__jw_key(&w, "start_ms");
+        if (st == CURFEW_NOT_STARTED)
+            curfew__jw_null(&w);
+        else
+            curfew__jw_int(&w, t0);
+        curfew__jw_key(&w, "end_ms");
+        if (st == CURFEW_COMPLETE)
+            curfew__jw_int(&w, t1);
+        else
+            curfew__jw_null(&w);
+        curfew__jw_key(&w, "blockers");
+        curfew__jw_arr(&w);
+        rec_ctx c = {&w};
+        walk(cf, p, visit_record, &c, &s, 0);
+        curfew__jw_arr_end(&w);
+        curfew__jw_obj_end(&w);
+    }
+    curfew__jw_arr_end(&w);
+
+    write_broken(cf, &w);
+    curfew__jw_key(&w, "children");
+    curfew__jw_arr(&w);
+    curfew__jw_arr_end(&w);
+    curfew__jw_obj_end(&w);
+    curfew__jw_raw(&w, "\n", 1);
+    return curfew__jw_finish(&w);
+}
+
+/* ---- atomic files -------------------------------------------------------- */
+
+typedef int (*gen_fn)(curfew *cf, int fd, void *arg);
+
+/* path.PID.tmp, written whole, then renamed over path: a reader sees the
+ * old file or the new one, never a torn one. No fsync: the record guards
+ * against the process dying, not against power loss, and a shutdown should
+ * not wait on the disk for its diagnostics. */
+static int write_file(curfew *cf, const char *path, gen_fn gen, void *arg,
+                      int copy_to_stderr)
+{
+    char tmp[PATH_MAX];
+    char pid[24];
+    size_t plen = strlen(path);
+    size_t nlen = curfew__fmt_int(pid, (int64_t)getpid());
+    if (plen + 1 + nlen + 5 > sizeof(tmp))
+        return -ENAMETOOLONG;
+    memcpy(tmp, path, plen);
+    tmp[plen] = '.';
+    memcpy(tmp + plen + 1, pid, nlen);
+    memcpy(tmp + plen + 1 + nlen, ".tmp", 5);
+
+    int fd =
+        open(tmp, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0644);
+    if (fd < 0)
+        return -errno;
+    int r = gen(cf, fd, arg);
+    if (r == 0 && copy_to_stderr && lseek(fd, 0, SEEK_SET) == 0) {
+        char buf[4096];
+        ssize_t n;
+        while ((n = read(fd, buf, sizeof(buf))) > 0 ||
+               (n < 0 && errno == EINTR)) {
+            for (ssize_t off = 0; n > 0 && off < n;) {
+                ssize_t m = write(2, buf + off, (size_t)(n - off));
+                if (m < 0 && errno != EINTR)
+                    break;
+                if (m > 0)
+                    off += m;
+            }
+        }
+    }
+    if (close(fd) < 0 && r == 0)
+        r = -errno;
+    if (r == 0 && rename(tmp, path) < 0)
+        r = -errno;
+    if (r != 0)
+        unlink(tmp);
+    return r;
+}
+
+typedef struct report_args {
+    const char *type;
+    curfew_barrier *b;
+    int64_t timeout_ms;
+} report_args;
+
+static int gen_report(curfew *cf, int fd, void *arg)
+{
+    report_args *a = arg;
+    return curfew__report_write(cf, fd, a->type, a->b, a->timeout_ms);
+}
+
+int curfew__report_to_path(curfew *cf, const char *path, const char *type,
+                           curfew_barrier *b, int64_t timeout_ms)
+{
+    report_args a = {type, b, timeout_ms};
+    if (!path)
+        return curfew__report_write(cf, 2, type, b, timeout_ms);
+    int r = write_file(cf, path, gen_report, &a, 1);
+    if (r != 0) /* the report still reaches stderr */
+        curfew__report_write(cf, 2, type, b, timeout_ms);
+    return r;
+}
+
+static int gen_record(curfew *cf, int fd, void *arg)
+{
+    (void)arg;
+    return record_write(cf, fd);
+}
+
+int curfew__record_rewrite(curfew *cf)
+{
+    if (!cf->record_path)
+        return 0;
+    pthread_mutex_lock(&cf->rec_lock);
+    int r = write_file(cf, cf->record_path, gen_record, NULL, 0);
+    pthread_mutex_unlock(&cf->rec_lock);
+    return r;
+}
+
+/* ---- pending list (warnings) -------------------------------------------- */
+
+typedef struct list_ctx {
+    char *buf;
+    size_t cap, len;
+    const char *sep;
+    int any;
+} list_ctx;
+
+static void list_put(list_ctx *c, const char *s)
+{
+    size_t n = strlen(s);
+    if (c->len + n >= c->cap) {
+        n = c->len + 1 < c->cap ? c->cap - 1 - c->len : 0;
+        while (n > 0 && ((unsigned char)s[n] & 0xC0) == 0x80)
+            n--;
+    }
+    memcpy(c->buf + c->len, s, n);
+    c->len += n;
+    c->buf[c->len] = '\0';
+}
+
+static int visit_list(void *ctx, const snap *s)
+{
+    list_ctx *c = ctx;
+    if (!unfinished(s->state) || s->inner)
+        return 0; /* a nested barrier's own blockers are listed instead */
+    if (c->any)
+        list_put(c, c->sep);
+    c->any = 1;
+    list_put(c, s->name);
+    if (s->status[0]) {
+        list_put(c, " (");
+        list_put(c, s->status);
+        list_put(c, ")");
+    }
+    return c->len + 1 >= c->cap;
+}
+
+size_t curfew__pending_list(curfew *cf, curfew_barrier *b, char *buf,
+                            size_t cap, const char *sep)
+{
+    if (cap == 0)
+        return 0;
+    list_ctx c = {buf, cap, 0, sep, 0};
+    snap s;
+    buf[0] = '\0';
+    walk(cf, b, visit_list, &c, &s, 0);
+    return c.len;
+}
