@@ -82,9 +82,11 @@ typedef struct curfew_event {
                             the phase's name), or NULL */
     const char *blocker; /* BLOCKER_FAILED: the blocker's name */
     int error;           /* BLOCKER_FAILED: the negative errno value */
-    const char *text;    /* BLOCKER_FAILED: what failed; WARNING/HANG: the
-                            pending blockers, one "name: status" a line */
-    int64_t duration_ms; /* PHASE_END, COMPLETE: how long it took */
+    const char *text;    /* BLOCKER_FAILED: what failed; WARNING: the
+                            pending blockers, one "name (status)" a line;
+                            HANG: the report's path, or NULL (stderr) */
+    int64_t duration_ms; /* PHASE_END, COMPLETE: how long it took; HANG:
+                            how long the barrier waited */
     int64_t elapsed_ms;  /* milliseconds since the shutdown began */
 } curfew_event;
 

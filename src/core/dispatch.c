@@ -222,7 +222,7 @@ static int report_warnings(curfew *cf)
             return 1;
         char *text = malloc(65536);
         if (text)
-            curfew__pending_list(cf, w, text, 65536, "\n");
+            curfew__pending_list(cf, w, text, 65536, "\n", 0);
         emit(cf, CURFEW_EV_WARNING, w, NULL, 0, text ? text : "(out of memory)",
              0);
         free(text);

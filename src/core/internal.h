@@ -183,9 +183,10 @@ int curfew__report_write(curfew *cf, int fd, const char *type,
 int curfew__report_to_path(curfew *cf, const char *path, const char *type,
                            curfew_barrier *b, int64_t timeout_ms);
 /* "name (status)" of every pending blocker under b, joined by sep, cut to
- * cap - 1 bytes; returns the length. No malloc, no stdio. */
+ * cap - 1 bytes; returns the length. With one_line, control bytes in names
+ * and statuses become spaces. No malloc, no stdio. */
 size_t curfew__pending_list(curfew *cf, curfew_barrier *b, char *buf,
-                            size_t cap, const char *sep);
+                            size_t cap, const char *sep, int one_line);
 
 static inline int curfew__state_of(uint64_t ctl)
 {

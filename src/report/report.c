@@ -482,6 +482,7 @@ typedef struct list_ctx {
     size_t cap, len;
     const char *sep;
     int any;
+    int one_line;
 } list_ctx;
 
 static void list_put(list_ctx *c, const char *s)
@@ -493,6 +494,11 @@ static void list_put(list_ctx *c, const char *s)
             n--;
     }
     memcpy(c->buf + c->len, s, n);
+    /* A warning on stderr is one line whatever a status holds. */
+    if (c->one_line)
+        for (size_t i = 0; i < n; i++)
+            if ((unsigned char)c->buf[c->len + i] < 0x20)
+                c->buf[c->len + i] = ' ';
     c->len += n;
     c->buf[c->len] = '\0';
 }
@@ -502,8 +508,12 @@ static int visit_list(void *ctx, const snap *s)
     list_ctx *c = ctx;
     if (!unfinished(s->state) || s->inner)
         return 0; /* a nested barrier's own blockers are listed instead */
-    if (c->any)
+    if (c->any) {
+        int one = c->one_line;
+        c->one_line = 0;
         list_put(c, c->sep);
+        c->one_line = one;
+    }
     c->any = 1;
     list_put(c, s->name);
     if (s->status[0]) {
@@ -515,11 +525,11 @@ static int visit_list(void *ctx, const snap *s)
 }
 
 size_t curfew__pending_list(curfew *cf, curfew_barrier *b, char *buf,
-                            size_t cap, const char *sep)
+                            size_t cap, const char *sep, int one_line)
 {
     if (cap == 0)
         return 0;
-    list_ctx c = {buf, cap, 0, sep, 0};
+    list_ctx c = {buf, cap, 0, sep, 0, one_line};
     snap s;
     buf[0] = '\0';
     walk(cf, b, visit_list, &c, &s, 0);

@@ -71,7 +71,7 @@ static void warn_stderr(curfew *cf, curfew_barrier *b, int64_t waited)
     put_s(line, sizeof(line), &n, "\" has waited ");
     put_i(line, sizeof(line), &n, waited);
     put_s(line, sizeof(line), &n, " ms for: ");
-    n += curfew__pending_list(cf, b, line + n, sizeof(line) - n - 1, ", ");
+    n += curfew__pending_list(cf, b, line + n, sizeof(line) - n - 1, ", ", 1);
     line[n++] = '\n';
     write_all(2, line, n);
 }
