@@ -8,6 +8,7 @@
 #define CURFEW_H
 
 #include <curfew/core.h>
+#include <curfew/channel.h>
 #include <curfew/report.h>
 
 #endif /* CURFEW_H */
