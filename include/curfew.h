@@ -10,5 +10,6 @@
 #include <curfew/core.h>
 #include <curfew/channel.h>
 #include <curfew/report.h>
+#include <curfew/worker.h>
 
 #endif /* CURFEW_H */
