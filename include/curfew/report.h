@@ -9,6 +9,7 @@
 #define CURFEW_REPORT_H
 
 #include <curfew/core.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #ifdef __cplusplus
@@ -45,6 +46,26 @@ int curfew_record_read_previous(const char *path, curfew_previous *out);
  * 0 or a negative errno value. Thread: any; not async-signal-safe (it takes
  * curfew's internal lock for short sections). */
 int curfew_report_write_state(curfew *cf, int fd);
+
+/* Appends a child process's hang report (one JSON object, as the child
+ * wrote it) to "children" in every report and record written after (P6).
+ * The text is checked and copied. Returns 0, -EINVAL (NULL, or not one JSON
+ * object), -ENOMEM. Thread: any. */
+int curfew_report_add_child(curfew *cf, const char *json, size_t len);
+
+/* Sets "key": json (one JSON value, checked and copied) in every report
+ * and record written after, replacing an earlier value of the same key.
+ * Modules use it for their own sections ("leaks" of the lifetime module).
+ * Keys the formats define themselves are refused. Returns 0, -EINVAL,
+ * -ENOMEM. Thread: any. */
+int curfew_report_set_section(curfew *cf, const char *key, const char *json,
+                              size_t len);
+
+/* Marks the shutdown as failed even though its phases may complete: the
+ * record then says "clean": false and gives "failure" (what, and the
+ * error). The first call wins. Returns 0, -EALREADY, -EINVAL, -ENOMEM.
+ * Thread: any. */
+int curfew_record_failure(curfew *cf, int err, const char *what);
 
 #if defined(__GNUC__) || defined(__clang__)
 #pragma GCC visibility pop

@@ -141,6 +141,7 @@ static void barrier_link(curfew *cf, curfew_barrier *b)
 static void free_all(curfew *cf)
 {
     curfew__free_slots(cf);
+    curfew__free_extras(cf);
     for (curfew_barrier *b = cf->barriers, *n; b; b = n) {
         n = b->all_next;
         free(b->name);

@@ -81,6 +81,16 @@ struct curfew_barrier {
     int warn_event;            /* a warning for the dispatcher; cf->lock */
 };
 
+/* A JSON text attached to reports (children, sections). Never freed before
+ * curfew_destroy: a report being written may still read a replaced one. */
+typedef struct curfew__extra {
+    struct curfew__extra *next;
+    char *key; /* NULL for a child */
+    char *json;
+    size_t len;
+    int live; /* 0 once replaced */
+} curfew__extra;
+
 typedef struct curfew__broken {
     struct curfew__broken *next;
     curfew_broken_registration pub;
@@ -143,8 +153,11 @@ struct curfew {
     _Atomic int budget_expired;
     _Atomic int warn_events; /* barriers have warn_event set */
 
-    /* Reports (src/report). rec_lock serialises record rewrites. */
+    /* Reports (src/report). rec_lock serialises record rewrites. The extra
+     * lists only grow (cf->lock); entries never change once linked. */
     pthread_mutex_t rec_lock;
+    curfew__extra *extras, *extras_tail;
+    _Atomic(char *) failure; /* "what (error)", set once */
 };
 
 /* Slots (blocker.c). */
@@ -158,6 +171,7 @@ void curfew__broken_add(curfew *cf, const char *name, int err,
                         const curfew_barrier *barrier, const char *file,
                         int line, const char *func);
 void curfew__free_slots(curfew *cf);
+void curfew__free_extras(curfew *cf);
 
 /* Coordinator (coordinator.c). */
 int64_t curfew__now_ns(void);

@@ -256,6 +256,12 @@ void curfew__jw_null(curfew__jw *w)
     curfew__jw_raw(w, "null", 4);
 }
 
+void curfew__jw_json(curfew__jw *w, const char *json, size_t n)
+{
+    sep(w);
+    curfew__jw_raw(w, json, n);
+}
+
 void curfew__jw_kstr(curfew__jw *w, const char *key, const char *v)
 {
     curfew__jw_key(w, key);

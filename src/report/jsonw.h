@@ -45,6 +45,9 @@ void curfew__jw_null(curfew__jw *w);
 /* Raw bytes, for newlines between documents; no separator logic. */
 void curfew__jw_raw(curfew__jw *w, const char *s, size_t n);
 
+/* A value that is already JSON text (checked by whoever made it). */
+void curfew__jw_json(curfew__jw *w, const char *json, size_t n);
+
 /* Key and value in one call. */
 void curfew__jw_kstr(curfew__jw *w, const char *key, const char *v);
 void curfew__jw_kint(curfew__jw *w, const char *key, int64_t v);

@@ -10,6 +10,7 @@
  */
 #define _GNU_SOURCE
 #include "core/internal.h"
+#include "report/jsonr.h"
 #include "report/jsonw.h"
 
 #include <curfew/report.h>
@@ -18,6 +19,7 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <stdio.h> /* rename() only: no stdio stream is used */
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -143,6 +145,28 @@ static void write_broken(curfew *cf, curfew__jw *w)
     curfew__jw_arr_end(w);
 }
 
+/* "children" (P6) and the modules' sections. The list only grows at its
+ * tail and entries never change once linked, so one look at the head
+ * under the lock is enough. */
+static void write_extras(curfew *cf, curfew__jw *w)
+{
+    pthread_mutex_lock(&cf->lock);
+    curfew__extra *head = cf->extras;
+    pthread_mutex_unlock(&cf->lock);
+    curfew__jw_key(w, "children");
+    curfew__jw_arr(w);
+    for (curfew__extra *e = head; e; e = e->next)
+        if (!e->key)
+            curfew__jw_json(w, e->json, e->len);
+    curfew__jw_arr_end(w);
+    for (curfew__extra *e = head; e; e = e->next) {
+        if (e->key && e->live) {
+            curfew__jw_key(w, e->key);
+            curfew__jw_json(w, e->json, e->len);
+        }
+    }
+}
+
 static void write_head(curfew *cf, curfew__jw *w, const char *type)
 {
     curfew__jw_obj(w);
@@ -238,9 +262,7 @@ int curfew__report_write(curfew *cf, int fd, const char *type,
     }
     curfew__jw_arr_end(&w);
 
-    curfew__jw_key(&w, "children");
-    curfew__jw_arr(&w);
-    curfew__jw_arr_end(&w);
+    write_extras(cf, &w);
     curfew__jw_obj_end(&w);
     curfew__jw_raw(&w, "\n", 1);
     return curfew__jw_finish(&w);
@@ -340,8 +362,10 @@ static int record_write(curfew *cf, int fd)
     if (!clean && cf->exit_after >= 0 &&
         atomic_load(&cf->phases[cf->exit_after]->state) == CURFEW_COMPLETE)
         clean = 1;
+    const char *failure = atomic_load(&cf->failure);
     curfew__jw_key(&w, "clean");
-    curfew__jw_bool(&w, clean);
+    curfew__jw_bool(&w, clean && !failure);
+    curfew__jw_kstr(&w, "failure", failure);
     curfew__jw_kstr(&w, "exit_after",
                     cf->exit_after >= 0 ? cf->phases[cf->exit_after]->name
                                         : NULL);
@@ -377,9 +401,7 @@ static int record_write(curfew *cf, int fd)
     curfew__jw_arr_end(&w);
 
     write_broken(cf, &w);
-    curfew__jw_key(&w, "children");
-    curfew__jw_arr(&w);
-    curfew__jw_arr_end(&w);
+    write_extras(cf, &w);
     curfew__jw_obj_end(&w);
     curfew__jw_raw(&w, "\n", 1);
     return curfew__jw_finish(&w);
@@ -534,4 +556,110 @@ size_t curfew__pending_list(curfew *cf, curfew_barrier *b, char *buf,
     buf[0] = '\0';
     walk(cf, b, visit_list, &c, &s, 0);
     return c.len;
+}
+
+/* ---- attached sections ----------------------------------------------------
+ */
+
+static const char *const reserved[] = {
+    "type",       "version",      "pid",        "process",
+    "phase",      "barrier_path", "elapsed_ms", "timeout_ms",
+    "conditions", "phases",       "children",   "broken_registrations",
+    "clean",      "exit_after",   "failure"};
+
+/* Checks that json is one JSON value (an object when want_object). */
+static int check_json(const char *json, size_t len, int want_object)
+{
+    curfew__jval *v = NULL;
+    int r = curfew__json_parse(json, len, &v, NULL, 0);
+    if (r == -EPROTO)
+        return -EINVAL;
+    if (r)
+        return r;
+    int ok = !want_object || v->type == CURFEW__J_OBJ;
+    curfew__json_free(v);
+    return ok ? 0 : -EINVAL;
+}
+
+static int attach(curfew *cf, const char *key, const char *json, size_t len)
+{
+    curfew__extra *e = calloc(1, sizeof(*e));
+    char *k = key ? strdup(key) : NULL;
+    char *j = malloc(len + 1);
+    if (!e || (key && !k) || !j) {
+        free(e);
+        free(k);
+        free(j);
+        return -ENOMEM;
+    }
+    memcpy(j, json, len);
+    j[len] = '\0';
+    e->key = k;
+    e->json = j;
+    e->len = len;
+    e->live = 1;
+    pthread_mutex_lock(&cf->lock);
+    if (key)
+        for (curfew__extra *x = cf->extras; x; x = x->next)
+            if (x->key && x->live && strcmp(x->key, key) == 0)
+                x->live = 0;
+    if (cf->extras_tail)
+        cf->extras_tail->next = e;
+    else
+        cf->extras = e;
+    cf->extras_tail = e;
+    pthread_mutex_unlock(&cf->lock);
+    return 0;
+}
+
+int curfew_report_add_child(curfew *cf, const char *json, size_t len)
+{
+    if (!cf || !json)
+        return -EINVAL;
+    int r = check_json(json, len, 1);
+    return r ? r : attach(cf, NULL, json, len);
+}
+
+int curfew_report_set_section(curfew *cf, const char *key, const char *json,
+                              size_t len)
+{
+    if (!cf || !key || !*key || !json)
+        return -EINVAL;
+    for (size_t i = 0; i < sizeof(reserved) / sizeof(reserved[0]); i++)
+        if (strcmp(key, reserved[i]) == 0)
+            return -EINVAL;
+    int r = check_json(json, len, 0);
+    return r ? r : attach(cf, key, json, len);
+}
+
+int curfew_record_failure(curfew *cf, int err, const char *what)
+{
+    if (!cf)
+        return -EINVAL;
+    const char *e = curfew_strerror(err > 0 ? -err : err);
+    size_t n = (what ? strlen(what) + 3 : 0) + strlen(e) + 1;
+    char *text = malloc(n);
+    if (!text)
+        return -ENOMEM;
+    if (what)
+        snprintf(text, n, "%s (%s)", what, e);
+    else
+        snprintf(text, n, "%s", e);
+    char *expect = NULL;
+    if (!atomic_compare_exchange_strong(&cf->failure, &expect, text)) {
+        free(text);
+        return -EALREADY;
+    }
+    return 0;
+}
+
+void curfew__free_extras(curfew *cf)
+{
+    for (curfew__extra *e = cf->extras, *n; e; e = n) {
+        n = e->next;
+        free(e->key);
+        free(e->json);
+        free(e);
+    }
+    free(atomic_load(&cf->failure));
 }
