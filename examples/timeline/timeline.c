@@ -196,6 +196,8 @@ static const char *event_name(curfew_event_type t)
         return "hang";
     case CURFEW_EV_COMPLETE:
         return "shutdown completed";
+    case CURFEW_EV_NOTICE:
+        return "notice";
     }
     return "?";
 }

@@ -72,7 +72,8 @@ typedef enum curfew_event_type {
     CURFEW_EV_BLOCKER_FAILED = 4, /* blocker, error and text set */
     CURFEW_EV_WARNING = 5,        /* a barrier passed warn_after_ms */
     CURFEW_EV_HANG = 6,           /* a barrier passed crash_after_ms */
-    CURFEW_EV_COMPLETE = 7        /* every phase completed */
+    CURFEW_EV_COMPLETE = 7,       /* every phase completed */
+    CURFEW_EV_NOTICE = 8          /* text from curfew_notice() */
 } curfew_event_type;
 
 typedef struct curfew_event {
@@ -291,6 +292,23 @@ typedef enum curfew_result {
  * error, 0 unless CURFEW_RESULT_ERROR. Returns -ENOENT for an unknown or
  * recycled id. Thread: any. */
 int curfew_blocker_result(curfew_blocker b, int *err);
+
+/* ---- for modules built on the core -------------------------------------- */
+
+/* Queues a CURFEW_EV_NOTICE event with text (copied) and barrier (may be
+ * NULL) for on_event, on the dispatching thread at its next dispatch (or
+ * the first one after curfew_begin). Modules use it to report what the
+ * shutdown found (the lifetime module's leaks). Returns 0, -EINVAL,
+ * -ENOMEM. Thread: any. */
+int curfew_notice(curfew *cf, const curfew_barrier *barrier, const char *text);
+
+/* Per-coordinator state of a module above the core: key is any address
+ * the module owns (e.g. of a static variable). curfew_ext_set() stores ptr
+ * and calls free_fn(ptr) at curfew_destroy(); it fails with -EEXIST if the
+ * key is taken. curfew_ext_get() returns the pointer or NULL. Thread: any. */
+int curfew_ext_set(curfew *cf, const void *key, void *ptr,
+                   void (*free_fn)(void *ptr));
+void *curfew_ext_get(curfew *cf, const void *key);
 
 /* ---- diagnostics -------------------------------------------------------- */
 

@@ -142,6 +142,16 @@ static void free_all(curfew *cf)
 {
     curfew__free_slots(cf);
     curfew__free_extras(cf);
+    for (curfew__ext *e = cf->exts, *n; e; e = n) {
+        n = e->next;
+        if (e->free_fn)
+            e->free_fn(e->ptr);
+        free(e);
+    }
+    for (curfew__notice *x = cf->notices, *n; x; x = n) {
+        n = x->next;
+        free(x);
+    }
     for (curfew_barrier *b = cf->barriers, *n; b; b = n) {
         n = b->all_next;
         free(b->name);
@@ -454,5 +464,66 @@ int curfew_stats_get(const curfew *cf, curfew_stats *out)
     pthread_mutex_lock(&m->lock);
     out->live_slots = atomic_load(&m->hwm) - m->nreuse;
     pthread_mutex_unlock(&m->lock);
+    return 0;
+}
+
+int curfew_ext_set(curfew *cf, const void *key, void *ptr,
+                   void (*free_fn)(void *ptr))
+{
+    if (!cf || !key)
+        return -EINVAL;
+    curfew__ext *e = calloc(1, sizeof(*e));
+    if (!e)
+        return -ENOMEM;
+    e->key = key;
+    e->ptr = ptr;
+    e->free_fn = free_fn;
+    pthread_mutex_lock(&cf->lock);
+    for (curfew__ext *x = cf->exts; x; x = x->next) {
+        if (x->key == key) {
+            pthread_mutex_unlock(&cf->lock);
+            free(e);
+            return -EEXIST;
+        }
+    }
+    e->next = cf->exts;
+    cf->exts = e;
+    pthread_mutex_unlock(&cf->lock);
+    return 0;
+}
+
+void *curfew_ext_get(curfew *cf, const void *key)
+{
+    if (!cf)
+        return NULL;
+    void *p = NULL;
+    pthread_mutex_lock(&cf->lock);
+    for (curfew__ext *x = cf->exts; x; x = x->next)
+        if (x->key == key)
+            p = x->ptr;
+    pthread_mutex_unlock(&cf->lock);
+    return p;
+}
+
+int curfew_notice(curfew *cf, const curfew_barrier *barrier, const char *text)
+{
+    if (!cf || !text)
+        return -EINVAL;
+    size_t n = strlen(text);
+    curfew__notice *x = malloc(sizeof(*x) + n + 1);
+    if (!x)
+        return -ENOMEM;
+    x->next = NULL;
+    x->barrier = barrier;
+    memcpy(x->text, text, n + 1);
+    pthread_mutex_lock(&cf->lock);
+    if (cf->notices_tail)
+        cf->notices_tail->next = x;
+    else
+        cf->notices = x;
+    cf->notices_tail = x;
+    pthread_mutex_unlock(&cf->lock);
+    if (atomic_load(&cf->begun))
+        curfew__wake(cf);
     return 0;
 }

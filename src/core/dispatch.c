@@ -80,8 +80,11 @@ static void start_barrier(curfew *cf, curfew_barrier *b)
         cf->whead = b;
     cf->wtail = b;
     curfew__watchdog_kick(cf);
-    if (b->is_phase)
+    if (b->is_phase) {
+        /* R2: rewritten at every phase change, the new phase running. */
+        curfew__record_rewrite(cf);
         emit(cf, CURFEW_EV_PHASE_BEGIN, b, NULL, 0, NULL, 0);
+    }
 }
 
 int curfew__nested_trigger(curfew_blocker self, void *arg)
@@ -173,7 +176,6 @@ static void complete_barrier(curfew *cf, curfew_barrier *b)
     unsigned next = b->phase_index + 1;
     if (next < cf->nphases) {
         atomic_store(&cf->cur_phase, (int)next);
-        curfew__record_rewrite(cf);
         start_barrier(cf, cf->phases[next]);
     } else {
         atomic_store(&cf->complete, 1);
@@ -220,6 +222,10 @@ static int report_warnings(curfew *cf)
         pthread_mutex_unlock(&cf->lock);
         if (!w)
             return 1;
+        /* Completed since the watchdog looked: its end was reported, a
+         * warning now would come after it. */
+        if (atomic_load(&w->state) != CURFEW_WAITING)
+            continue;
         char *text = malloc(65536);
         if (text)
             curfew__pending_list(cf, w, text, 65536, "\n", 0);
@@ -229,10 +235,28 @@ static int report_warnings(curfew *cf)
     }
 }
 
+static int report_notices(curfew *cf)
+{
+    pthread_mutex_lock(&cf->lock);
+    curfew__notice *x = cf->notices;
+    cf->notices = cf->notices_tail = NULL;
+    pthread_mutex_unlock(&cf->lock);
+    if (!x)
+        return 0;
+    while (x) {
+        curfew__notice *n = x->next;
+        emit(cf, CURFEW_EV_NOTICE, x->barrier, NULL, 0, x->text, 0);
+        free(x);
+        x = n;
+    }
+    return 1;
+}
+
 static int pass(curfew *cf)
 {
     int progress = report_failures(cf);
     progress |= report_warnings(cf);
+    progress |= report_notices(cf);
     for (curfew_barrier *b = cf->whead; b; b = b->wnext) {
         if (atomic_load(&b->state) != CURFEW_WAITING)
             continue;
@@ -274,7 +298,6 @@ static int dispatch(curfew *cf)
         /* Begun from a signal handler, which cannot start threads. */
         curfew__watchdog_start(cf);
         emit(cf, CURFEW_EV_BEGIN, NULL, NULL, 0, NULL, 0);
-        curfew__record_rewrite(cf);
         start_barrier(cf, cf->phases[0]);
     }
     while (pass(cf) && !atomic_load(&cf->complete))

@@ -91,6 +91,19 @@ typedef struct curfew__extra {
     int live; /* 0 once replaced */
 } curfew__extra;
 
+typedef struct curfew__ext {
+    struct curfew__ext *next;
+    const void *key;
+    void *ptr;
+    void (*free_fn)(void *ptr);
+} curfew__ext;
+
+typedef struct curfew__notice {
+    struct curfew__notice *next;
+    const curfew_barrier *barrier;
+    char text[]; /* NUL-terminated */
+} curfew__notice;
+
 typedef struct curfew__broken {
     struct curfew__broken *next;
     curfew_broken_registration pub;
@@ -158,6 +171,9 @@ struct curfew {
     pthread_mutex_t rec_lock;
     curfew__extra *extras, *extras_tail;
     _Atomic(char *) failure; /* "what (error)", set once */
+
+    curfew__ext *exts;                      /* cf->lock */
+    curfew__notice *notices, *notices_tail; /* cf->lock */
 };
 
 /* Slots (blocker.c). */

@@ -30,17 +30,17 @@ typedef enum curfew__jtype {
 typedef struct curfew__jval curfew__jval;
 struct curfew__jval {
     curfew__jtype type;
-    int boolean;       /* J_BOOL */
-    double num;        /* J_NUM */
-    int is_int;        /* J_NUM: written without fraction or exponent and
-                          fits in int64_t */
-    int64_t i;         /* J_NUM when is_int */
-    char *str;         /* J_STR: decoded UTF-8, NUL-terminated (may hold
-                          NUL bytes from \u0000: use len) */
-    size_t len;        /* J_STR: bytes in str */
-    size_t n;          /* J_ARR, J_OBJ: number of items */
+    int boolean;         /* J_BOOL */
+    double num;          /* J_NUM */
+    int is_int;          /* J_NUM: written without fraction or exponent and
+                            fits in int64_t */
+    int64_t i;           /* J_NUM when is_int */
+    char *str;           /* J_STR: decoded UTF-8, NUL-terminated (may hold
+                            NUL bytes from \u0000: use len) */
+    size_t len;          /* J_STR: bytes in str */
+    size_t n;            /* J_ARR, J_OBJ: number of items */
     curfew__jval *items; /* J_ARR, J_OBJ: n values */
-    char **keys;       /* J_OBJ: n keys (decoded, NUL-terminated) */
+    char **keys;         /* J_OBJ: n keys (decoded, NUL-terminated) */
 };
 
 /* Parses len bytes of text (need not be NUL-terminated): one JSON value,

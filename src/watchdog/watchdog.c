@@ -176,6 +176,22 @@ static int64_t check(curfew *cf)
             next = crash_at;
         }
     }
+    /* W5 holds even when no barrier waits: nobody dispatched since
+     * curfew_begin, or the dispatching thread is stuck between phases. The
+     * report then names the phase that should be running. */
+    if (!due && budget_hit && !budget_was) {
+        int cur = atomic_load(&cf->cur_phase);
+        curfew_barrier *p = cf->phases[cur < 0 ? 0 : cur];
+        if (atomic_load(&p->state) == CURFEW_COMPLETE &&
+            (unsigned)cur + 1 < cf->nphases)
+            p = cf->phases[cur + 1];
+        if (atomic_load(&p->state) != CURFEW_COMPLETE && !p->fired) {
+            due = p;
+            due_timeout = budget;
+        }
+    } else if (!budget_hit && budget < next && !atomic_load(&cf->complete)) {
+        next = budget;
+    }
     if (due)
         due->fired = 1;
     pthread_mutex_unlock(&cf->lock);
