@@ -10,6 +10,7 @@
 #include <curfew/core.h>
 #include <curfew/channel.h>
 #include <curfew/io.h>
+#include <curfew/lifetime.h>
 #include <curfew/report.h>
 #include <curfew/worker.h>
 

@@ -310,6 +310,13 @@ int curfew_ext_set(curfew *cf, const void *key, void *ptr,
                    void (*free_fn)(void *ptr));
 void *curfew_ext_get(curfew *cf, const void *key);
 
+/* The lifetime settings of the configuration after defaults (L2, L3): the
+ * dynamic and static phases' names (NULL when the phase list has no such
+ * phase) and strict_leaks. Any pointer may be NULL. Returns 0 or -EINVAL.
+ * Thread: any. */
+int curfew_lifetime_settings(const curfew *cf, const char **dynamic_phase,
+                             const char **static_phase, int *strict_leaks);
+
 /* ---- diagnostics -------------------------------------------------------- */
 
 /* A failed registration (B5). The strings live as long as the coordinator. */

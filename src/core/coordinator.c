@@ -527,3 +527,19 @@ int curfew_notice(curfew *cf, const curfew_barrier *barrier, const char *text)
         curfew__wake(cf);
     return 0;
 }
+
+int curfew_lifetime_settings(const curfew *cf, const char **dynamic_phase,
+                             const char **static_phase, int *strict_leaks)
+{
+    if (!cf)
+        return -EINVAL;
+    if (dynamic_phase)
+        *dynamic_phase =
+            cf->dynamic_phase >= 0 ? cf->phases[cf->dynamic_phase]->name : NULL;
+    if (static_phase)
+        *static_phase =
+            cf->static_phase >= 0 ? cf->phases[cf->static_phase]->name : NULL;
+    if (strict_leaks)
+        *strict_leaks = cf->strict_leaks;
+    return 0;
+}
