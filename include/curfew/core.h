@@ -10,6 +10,7 @@
 #define CURFEW_CORE_H
 
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #ifdef __cplusplus
@@ -260,6 +261,12 @@ int curfew_blocker_done(curfew_blocker b);
  * the record. Returns as curfew_blocker_done(). Thread: any. */
 int curfew_blocker_fail(curfew_blocker b, int err, const char *what);
 
+/* Finishes the blocker with result CURFEW_RESULT_TIMEOUT, for modules that
+ * keep their own deadlines (a child process force-killed, P4); what says
+ * why (copied, may be NULL). Returns as curfew_blocker_done().
+ * Thread: any. */
+int curfew_blocker_expire(curfew_blocker b, const char *what);
+
 /* Stops waits from waiting for the blocker (B6). Returns 0 if it was not
  * finished, -ENOENT otherwise (finished, unknown, recycled). Thread: any,
  * the blocker's own trigger included. */
@@ -309,6 +316,23 @@ int curfew_notice(curfew *cf, const curfew_barrier *barrier, const char *text);
 int curfew_ext_set(curfew *cf, const void *key, void *ptr,
                    void (*free_fn)(void *ptr));
 void *curfew_ext_get(curfew *cf, const void *key);
+
+/* Adds a listener that receives every event after cfg->on_event, on the
+ * same thread (the dispatching thread; the watchdog thread for HANG).
+ * Modules use it to act at phase boundaries. Returns 0, -EINVAL, -ENOMEM,
+ * -EBUSY (after curfew_begin: listeners are fixed when a shutdown starts).
+ * Thread: any. */
+int curfew_listen(curfew *cf, curfew_event_fn fn, void *arg);
+
+/* Sets budget_ms (W5) before the shutdown begins, e.g. from a parent
+ * process's Shutdown message (P7) or the environment (S3). Returns 0,
+ * -EINVAL (negative), -EALREADY (the shutdown began). Thread: any. */
+int curfew_set_budget(curfew *cf, int64_t budget_ms);
+
+/* The pending blockers of the innermost waiting barrier, as
+ * "phase: name (status), name ..." (cut to size, NUL-terminated); "" when
+ * nothing waits. Returns the length. Thread: any. */
+size_t curfew_pending_summary(curfew *cf, char *buf, size_t size);
 
 /* The lifetime settings of the configuration after defaults (L2, L3): the
  * dynamic and static phases' names (NULL when the phase list has no such

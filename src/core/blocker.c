@@ -274,7 +274,7 @@ int curfew__finish(curfew *cf, uint64_t id, int state, int err,
     int begun = atomic_load(&cf->begun);
     atomic_store_explicit(&s->t_end, curfew__since_begin_ms(cf),
                           memory_order_relaxed);
-    if (state == CURFEW__S_FAILED) {
+    if (state == CURFEW__S_FAILED || (state == CURFEW__S_TIMEOUT && what)) {
         atomic_store_explicit(&s->err, err, memory_order_relaxed);
         char *w = what ? strdup(what) : NULL;
         atomic_store_explicit(&s->what, w, memory_order_relaxed);
@@ -335,6 +335,13 @@ int curfew_blocker_fail(curfew_blocker b, int err, const char *what)
     else if (err == 0)
         err = -ECANCELED;
     return curfew__finish(b.cf, b.id, CURFEW__S_FAILED, err, what);
+}
+
+int curfew_blocker_expire(curfew_blocker b, const char *what)
+{
+    if (!b.cf)
+        return -EINVAL;
+    return curfew__finish(b.cf, b.id, CURFEW__S_TIMEOUT, -ETIMEDOUT, what);
 }
 
 int curfew_remove_blocker(curfew_blocker b)

@@ -162,6 +162,7 @@ static void free_all(curfew *cf)
         free(br->name_copy);
         free(br);
     }
+    free(cf->listeners);
     free(cf->phases);
     free(cf->report_path);
     free(cf->record_path);
@@ -214,7 +215,7 @@ static int configure(curfew *cf, const curfew_config *cfg)
     cf->on_timeout = cfg->on_timeout;
     cf->timeout_exit_code =
         cfg->timeout_exit_code ? cfg->timeout_exit_code : DEFAULT_TIMEOUT_EXIT;
-    cf->budget_ms = cfg->budget_ms;
+    atomic_init(&cf->budget_ms, cfg->budget_ms);
     cf->budget_margin_ms =
         cfg->budget_margin_ms ? cfg->budget_margin_ms : DEFAULT_MARGIN_MS;
     cf->exit_code = cfg->exit_code;
@@ -541,5 +542,48 @@ int curfew_lifetime_settings(const curfew *cf, const char **dynamic_phase,
             cf->static_phase >= 0 ? cf->phases[cf->static_phase]->name : NULL;
     if (strict_leaks)
         *strict_leaks = cf->strict_leaks;
+    return 0;
+}
+
+int curfew_listen(curfew *cf, curfew_event_fn fn, void *arg)
+{
+    if (!cf || !fn)
+        return -EINVAL;
+    pthread_mutex_lock(&cf->lock);
+    if (atomic_load(&cf->begun)) {
+        pthread_mutex_unlock(&cf->lock);
+        return -EBUSY;
+    }
+    pthread_mutex_unlock(&cf->lock);
+    /* Before begin only threads of the program touch the list, and the
+     * dispatcher reads it only after begin: grown outside the lock. */
+    struct curfew__listener *l =
+        realloc(cf->listeners, (cf->nlisteners + 1) * sizeof(*l));
+    if (!l)
+        return -ENOMEM;
+    l[cf->nlisteners].fn = fn;
+    l[cf->nlisteners].arg = arg;
+    pthread_mutex_lock(&cf->lock);
+    cf->listeners = l;
+    cf->nlisteners++;
+    pthread_mutex_unlock(&cf->lock);
+    return 0;
+}
+
+void curfew__deliver(curfew *cf, const curfew_event *ev)
+{
+    if (cf->on_event)
+        cf->on_event(ev, cf->event_arg);
+    for (unsigned i = 0; i < cf->nlisteners; i++)
+        cf->listeners[i].fn(ev, cf->listeners[i].arg);
+}
+
+int curfew_set_budget(curfew *cf, int64_t budget_ms)
+{
+    if (!cf || budget_ms < 0)
+        return -EINVAL;
+    if (atomic_load(&cf->begun))
+        return -EALREADY;
+    atomic_store(&cf->budget_ms, budget_ms);
     return 0;
 }

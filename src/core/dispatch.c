@@ -16,7 +16,7 @@ static void emit(curfew *cf, curfew_event_type type, const curfew_barrier *b,
                  const char *blocker, int error, const char *text,
                  int64_t duration_ms)
 {
-    if (!cf->on_event)
+    if (!cf->on_event && !cf->nlisteners)
         return;
     curfew_event ev;
     memset(&ev, 0, sizeof(ev));
@@ -39,7 +39,7 @@ static void emit(curfew *cf, curfew_event_type type, const curfew_barrier *b,
     ev.text = text;
     ev.duration_ms = duration_ms;
     ev.elapsed_ms = curfew__since_begin_ms(cf);
-    cf->on_event(&ev, cf->event_arg);
+    curfew__deliver(cf, &ev);
 }
 
 /* Reports failures in the order they happened (the stack is LIFO). */

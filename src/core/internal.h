@@ -120,7 +120,7 @@ struct curfew {
     curfew_timeout_action on_timeout;
     int timeout_exit_code;
     char *report_path, *record_path, *process_name;
-    int64_t budget_ms;
+    _Atomic int64_t budget_ms;
     int32_t budget_margin_ms;
     int exit_after; /* phase index or -1 */
     int exit_code;
@@ -172,7 +172,12 @@ struct curfew {
     curfew__extra *extras, *extras_tail;
     _Atomic(char *) failure; /* "what (error)", set once */
 
-    curfew__ext *exts;                      /* cf->lock */
+    curfew__ext *exts; /* cf->lock */
+    struct curfew__listener {
+        curfew_event_fn fn;
+        void *arg;
+    } * listeners; /* fixed once begun */
+    unsigned nlisteners;
     curfew__notice *notices, *notices_tail; /* cf->lock */
 };
 
@@ -193,6 +198,9 @@ void curfew__free_extras(curfew *cf);
 int64_t curfew__now_ns(void);
 int32_t curfew__since_begin_ms(const curfew *cf);
 void curfew__wake(curfew *cf);
+
+/* Calls cfg->on_event and the listeners. */
+void curfew__deliver(curfew *cf, const curfew_event *ev);
 
 /* Dispatch (dispatch.c). */
 int curfew__nested_trigger(curfew_blocker self, void *arg);

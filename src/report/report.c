@@ -663,3 +663,23 @@ void curfew__free_extras(curfew *cf)
     }
     free(atomic_load(&cf->failure));
 }
+
+size_t curfew_pending_summary(curfew *cf, char *buf, size_t size)
+{
+    if (!cf || !buf || !size)
+        return 0;
+    buf[0] = '\0';
+    curfew_barrier *b = innermost_waiting(cf);
+    if (!b)
+        return 0;
+    size_t n = strlen(b->name);
+    if (n + 2 >= size)
+        n = size > 3 ? size - 3 : 0;
+    memcpy(buf, b->name, n);
+    if (n + 2 < size) {
+        buf[n++] = ':';
+        buf[n++] = ' ';
+        buf[n] = '\0';
+    }
+    return n + curfew__pending_list(cf, b, buf + n, size - n, ", ", 1);
+}

@@ -78,7 +78,7 @@ static void warn_stderr(curfew *cf, curfew_barrier *b, int64_t waited)
 
 static void emit_hang(curfew *cf, curfew_barrier *b, int64_t elapsed)
 {
-    if (!cf->on_event)
+    if (!cf->on_event && !cf->nlisteners)
         return;
     curfew_event ev;
     memset(&ev, 0, sizeof(ev));
@@ -88,7 +88,7 @@ static void emit_hang(curfew *cf, curfew_barrier *b, int64_t elapsed)
     ev.text = cf->report_path;
     ev.duration_ms = elapsed;
     ev.elapsed_ms = curfew__since_begin_ms(cf);
-    cf->on_event(&ev, cf->event_arg);
+    curfew__deliver(cf, &ev);
 }
 
 /* W3: report, then act. */
@@ -122,8 +122,9 @@ static int64_t check(curfew *cf)
 {
     int64_t now = curfew__since_begin_ms(cf);
     int64_t budget = INF;
-    if (cf->budget_ms > 0) {
-        budget = cf->budget_ms - cf->budget_margin_ms;
+    int64_t budget_ms = atomic_load(&cf->budget_ms);
+    if (budget_ms > 0) {
+        budget = budget_ms - cf->budget_margin_ms;
         if (budget < 0)
             budget = 0;
     }
