@@ -11,6 +11,7 @@
 #include <curfew/channel.h>
 #include <curfew/io.h>
 #include <curfew/lifetime.h>
+#include <curfew/process.h>
 #include <curfew/report.h>
 #include <curfew/worker.h>
 

@@ -329,6 +329,10 @@ int curfew_listen(curfew *cf, curfew_event_fn fn, void *arg);
  * -EINVAL (negative), -EALREADY (the shutdown began). Thread: any. */
 int curfew_set_budget(curfew *cf, int64_t budget_ms);
 
+/* Milliseconds left of budget_ms since curfew_begin (the whole budget
+ * before it), 0 when spent, -1 without a budget. Thread: any. */
+int64_t curfew_budget_left_ms(const curfew *cf);
+
 /* The pending blockers of the innermost waiting barrier, as
  * "phase: name (status), name ..." (cut to size, NUL-terminated); "" when
  * nothing waits. Returns the length. Thread: any. */

@@ -587,3 +587,14 @@ int curfew_set_budget(curfew *cf, int64_t budget_ms)
     atomic_store(&cf->budget_ms, budget_ms);
     return 0;
 }
+
+int64_t curfew_budget_left_ms(const curfew *cf)
+{
+    if (!cf)
+        return -1;
+    int64_t b = atomic_load(&cf->budget_ms);
+    if (b <= 0)
+        return -1;
+    int64_t left = b - curfew__since_begin_ms(cf);
+    return left < 0 ? 0 : left;
+}
