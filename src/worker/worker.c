@@ -40,8 +40,9 @@ struct curfew_worker_ref {
 
 struct curfew_worker {
     pthread_mutex_t mu;
-    pthread_cond_t cv;      /* the worker waits here */
-    pthread_cond_t done_cv; /* joiners wait here */
+    pthread_cond_t cv;          /* the worker waits here */
+    pthread_cond_t done_cv;     /* joiners wait here */
+    curfew_worker_ref *telling; /* weak ref whose on_canceling runs now */
     pthread_t thread;
     int started, joined, finished;
     _Atomic int state;
@@ -111,9 +112,12 @@ static size_t describe_locked(const curfew_worker *w, char *buf, size_t size)
  * coordinator's own lock, which never calls out). */
 static void update_status_locked(curfew_worker *w)
 {
-    if (!w->attached || atomic_load(&w->state) != CURFEW_WORKER_CANCELING ||
-        w->nstrong == 0)
+    if (!w->attached || atomic_load(&w->state) != CURFEW_WORKER_CANCELING)
         return;
+    if (w->nstrong == 0) {
+        curfew_blocker_status(w->blocker, "canceling: finishing tasks");
+        return;
+    }
     char refs[CURFEW_STATUS_MAX + 1];
     describe_locked(w, refs, sizeof(refs));
     curfew_blocker_status(w->blocker,
@@ -136,10 +140,15 @@ static void *worker_main(void *arg)
                 r = r->next;
             if (r) {
                 r->told = 1;
+                void (*cb)(curfew_worker_ref *, void *) = r->on_canceling;
+                void *cb_arg = r->arg;
+                w->telling = r;
                 pthread_mutex_unlock(&w->mu);
-                if (r->on_canceling)
-                    r->on_canceling(r, r->arg);
+                if (cb)
+                    cb(r, cb_arg);
                 pthread_mutex_lock(&w->mu);
+                w->telling = NULL;
+                pthread_cond_broadcast(&w->done_cv);
                 continue;
             }
         }
@@ -165,6 +174,8 @@ static void *worker_main(void *arg)
         pthread_cond_wait(&w->cv, &w->mu);
     }
     set_state(w, CURFEW_WORKER_KILLING);
+    if (w->attached)
+        curfew_blocker_status(w->blocker, "killing: in on_killing");
     pthread_mutex_unlock(&w->mu);
 
     /* K4: exactly once, on this thread, nothing else runs any more. */
@@ -220,7 +231,11 @@ int curfew_worker_start(const curfew_worker_config *cfg, curfew_worker **out)
     }
     pthread_mutex_init(&w->mu, NULL);
     pthread_cond_init(&w->cv, NULL);
-    pthread_cond_init(&w->done_cv, NULL);
+    pthread_condattr_t ca;
+    pthread_condattr_init(&ca);
+    pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+    pthread_cond_init(&w->done_cv, &ca);
+    pthread_condattr_destroy(&ca);
     atomic_init(&w->state, CURFEW_WORKER_PENDING);
     w->on_killing = cfg->on_killing;
     w->arg = cfg->arg;
@@ -320,7 +335,7 @@ int curfew_worker_join(curfew_worker *w, int32_t timeout_ms)
     if (pthread_equal(pthread_self(), w->thread))
         return -EDEADLK;
     struct timespec until;
-    clock_gettime(CLOCK_REALTIME, &until);
+    clock_gettime(CLOCK_MONOTONIC, &until);
     if (timeout_ms >= 0) {
         until.tv_sec += timeout_ms / 1000;
         until.tv_nsec += (long)(timeout_ms % 1000) * 1000000;
@@ -451,6 +466,13 @@ int curfew_worker_ref_release(curfew_worker_ref *r)
         return -EINVAL;
     curfew_worker *w = r->w;
     pthread_mutex_lock(&w->mu);
+    if (w->telling == r) {
+        if (pthread_equal(pthread_self(), w->thread))
+            w->telling = NULL; /* from its own callback */
+        else
+            while (w->telling == r)
+                pthread_cond_wait(&w->done_cv, &w->mu);
+    }
     if (r->prev)
         r->prev->next = r->next;
     else
