@@ -34,6 +34,9 @@
 #define DEFAULT_MAX_FRAME (16u << 20)
 #define DEFAULT_CLOSE_TIMEOUT_MS 10000
 #define READ_CHUNK 65536
+/* Managers above an actor, at most: bounds every walk of the tree, so a
+ * peer cannot exhaust the stack with a deep chain of actors (A1). */
+#define MAX_DEPTH 64
 
 enum {
     F_HELLO = 1,
@@ -61,7 +64,8 @@ struct curfew_actor {
     unsigned sent_destroy : 1, recv_destroy : 1, sent_delete : 1,
         recv_delete : 1, app_ready : 1, zombie : 1;
     int reason;
-    curfew_actor *znext; /* reap queue */
+    curfew_actor *znext, *zprev; /* reap queue */
+    unsigned depth;              /* managers above it */
 };
 
 struct curfew_channel {
@@ -297,6 +301,7 @@ static void zombify(curfew_channel *ch, curfew_actor *a, int reason)
     a->zombie = 1;
     a->reason = reason;
     a->znext = NULL;
+    a->zprev = ch->ztail;
     if (ch->ztail)
         ch->ztail->znext = a;
     else
@@ -313,6 +318,7 @@ static int live_managees(const curfew_actor *a)
 }
 
 static void progress_channel(curfew_channel *ch);
+static void fail(curfew_channel *ch, int err);
 
 /* Sends Delete once it is owed and allowed, and finalises the actor once
  * every Destroy either side sent has been answered (A3). */
@@ -324,6 +330,8 @@ static void progress(curfew_channel *ch, curfew_actor *a)
         !live_managees(a)) {
         if (queue(ch, F_DELETE, a->id, 0, NULL, 0, NULL, 0) == 0)
             a->sent_delete = 1;
+        else
+            fail(ch, -ENOMEM); /* a handshake must not stall silently */
     }
     if ((a->recv_destroy || a->sent_destroy) &&
         (!a->recv_destroy || a->sent_delete) &&
@@ -351,15 +359,16 @@ static void reap(curfew_channel *ch)
             zombify(ch, a, CURFEW_DESTROY_ABNORMAL);
             continue;
         }
-        /* unlink a from the zombie queue */
-        curfew_actor **pp = &ch->zhead, *prev = NULL;
-        while (*pp != a) {
-            prev = *pp;
-            pp = &(*pp)->znext;
-        }
-        *pp = a->znext;
-        if (ch->ztail == a)
-            ch->ztail = prev;
+        /* unlink a from the zombie queue: O(1), so freeing many actors
+         * at once stays linear (A1: a peer cannot make us hang) */
+        if (a->zprev)
+            a->zprev->znext = a->znext;
+        else
+            ch->zhead = a->znext;
+        if (a->znext)
+            a->znext->zprev = a->zprev;
+        else
+            ch->ztail = a->zprev;
         curfew_actor *m = a->manager;
         unlink_child(ch, a);
         tab_remove(ch, a);
@@ -429,6 +438,8 @@ static void progress_channel(curfew_channel *ch)
     if (ch->recv_willclose && !ch->sent_ack && ch->nactors == 0) {
         if (queue(ch, F_WILLCLOSE_ACK, 0, 0, NULL, 0, NULL, 0) == 0)
             ch->sent_ack = 1;
+        else
+            fail(ch, -ENOMEM);
     }
     if (ch->nactors == 0 && (!ch->recv_willclose || ch->sent_ack) &&
         (!ch->sent_willclose || ch->recv_ack))
@@ -460,6 +471,8 @@ static void destroy_tree(curfew_channel *ch, curfew_actor *a, int reason)
     if (queue(ch, F_DESTROY, a->id, (uint32_t)reason, NULL, 0, NULL, 0) == 0) {
         a->sent_destroy = 1;
         a->reason = reason;
+    } else {
+        fail(ch, -ENOMEM);
     }
 }
 
@@ -476,6 +489,7 @@ static curfew_actor *actor_new(curfew_channel *ch, uint32_t id,
     a->id = id;
     a->kind = kind;
     a->manager = manager;
+    a->depth = manager ? manager->depth + 1 : 0;
     if (tab_insert(ch, a) != 0) {
         free(a);
         return NULL;
@@ -501,7 +515,8 @@ static int on_create(curfew_channel *ch, uint32_t id, uint32_t mid,
     if (mid) {
         m = lookup(ch, mid);
         /* The peer cannot create under a manager it is destroying. */
-        if (!m || m->zombie || m->recv_destroy || m->recv_delete)
+        if (!m || m->zombie || m->recv_destroy || m->recv_delete ||
+            m->depth + 1 >= MAX_DEPTH)
             return -EPROTO;
     }
     ch->peer_last_id = id;
@@ -577,7 +592,7 @@ static int handle_frame(curfew_channel *ch, const unsigned char *h,
         return 0;
     case F_DELETE:
         a = lookup(ch, id);
-        if (!a || a->zombie || !a->sent_destroy || a->recv_delete)
+        if (!a || a->zombie || !a->sent_destroy || a->recv_delete || aux)
             return -EPROTO;
         a->recv_delete = 1;
         /* The peer answers a manager only after all its managees, and
@@ -596,6 +611,13 @@ static int handle_frame(curfew_channel *ch, const unsigned char *h,
     case F_WILLCLOSE_ACK:
         if (!ch->sent_willclose || ch->recv_ack || id || aux)
             return -EPROTO;
+        /* The peer answers only once it has no actors left, so every one
+         * of ours has finished its handshake (A5). */
+        for (size_t i = 0; i < ch->tab_cap; i++) {
+            curfew_actor *x = ch->tab[i];
+            if (x && x != TOMB && !x->zombie)
+                return -EPROTO;
+        }
         ch->recv_ack = 1;
         progress_channel(ch);
         return 0;
@@ -743,8 +765,10 @@ int curfew_channel_dispatch(curfew_channel *ch)
     if (ch->state != CURFEW_CHANNEL_CLOSED) {
         flush(ch);
         int reads = 0;
-        while (!ch->io_err && !ch->peer_eof &&
-               ch->state != CURFEW_CHANNEL_CLOSED && reads++ < 16) {
+        /* Read even after a failed write: what the peer sent before it went
+         * away is delivered before the channel ends (A3). */
+        while (!ch->peer_eof && ch->state != CURFEW_CHANNEL_CLOSED &&
+               reads++ < 16) {
             unsigned char buf[READ_CHUNK];
             ssize_t n = recv(ch->fd, buf, sizeof(buf), MSG_DONTWAIT);
             if (n < 0) {
@@ -856,6 +880,8 @@ int curfew_actor_create(curfew_channel *ch, curfew_actor *manager,
         return -EMSGSIZE;
     if (ch->next_id > UINT32_MAX - 2)
         return -ENOMEM; /* ids are never reused */
+    if (manager && manager->depth + 1 >= MAX_DEPTH)
+        return -EINVAL;
     enter(ch);
     curfew_actor *a = actor_new(ch, ch->next_id, manager, kind);
     int r = -ENOMEM;
