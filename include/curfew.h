@@ -7,8 +7,8 @@
 #ifndef CURFEW_H
 #define CURFEW_H
 
-#include <curfew/core.h>
 #include <curfew/channel.h>
+#include <curfew/core.h>
 #include <curfew/io.h>
 #include <curfew/lifetime.h>
 #include <curfew/process.h>
