@@ -117,10 +117,12 @@ static uint32_t slot_take(curfew *cf, char *old[3], int *relocked)
             cf->reuse_tail = CURFEW__NIL;
         cf->nreuse--;
         list_unlink(cf, s->barrier, idx);
-        old[0] = s->name;
+        old[0] = s->name_inline ? NULL : s->name.ptr;
         old[1] = s->status;
         old[2] = atomic_exchange(&s->what, NULL);
-        s->name = s->status = NULL;
+        s->name.ptr = NULL;
+        s->name_inline = 0;
+        s->status = NULL;
         return idx;
     }
     for (;;) {
@@ -161,10 +163,14 @@ int curfew__add(curfew_barrier *barrier, const char *name,
         curfew__broken_add(cf, name, -EINVAL, barrier, file, line, func);
         return -EINVAL;
     }
-    char *copy = strdup(name);
-    if (!copy) {
-        curfew__broken_add(cf, name, -ENOMEM, barrier, file, line, func);
-        return -ENOMEM;
+    size_t nlen = strlen(name);
+    char *copy = NULL;
+    if (nlen >= CURFEW__NAME_INLINE) {
+        copy = strdup(name);
+        if (!copy) {
+            curfew__broken_add(cf, name, -ENOMEM, barrier, file, line, func);
+            return -ENOMEM;
+        }
     }
     char *old[3] = {NULL, NULL, NULL};
     int err = 0, relocked;
@@ -203,7 +209,13 @@ int curfew__add(curfew_barrier *barrier, const char *name,
     s->link = CURFEW__NIL;
     s->line = line;
     s->barrier = barrier;
-    s->name = copy;
+    if (copy) {
+        s->name.ptr = copy;
+        s->name_inline = 0;
+    } else {
+        memcpy(s->name.inl, name, nlen + 1);
+        s->name_inline = 1;
+    }
     s->file = file;
     s->func = func;
     s->trigger = trigger;
@@ -438,7 +450,7 @@ int curfew_blocker_describe(curfew_blocker b, char *name, unsigned name_size,
         pthread_mutex_unlock(&cf->lock);
         return -ENOENT;
     }
-    copy_cut(name, name_size, s->name);
+    copy_cut(name, name_size, curfew__slot_name(s));
     copy_cut(status, status_size, s->status);
     int st = curfew__state_of(atomic_load(&s->ctl));
     pthread_mutex_unlock(&cf->lock);
@@ -487,7 +499,8 @@ void curfew__free_slots(curfew *cf)
     uint32_t n = atomic_load(&cf->hwm);
     for (uint32_t i = 0; i < n; i++) {
         curfew__slot *s = curfew__slot_at(cf, i);
-        free(s->name);
+        if (!s->name_inline)
+            free(s->name.ptr);
         free(s->status);
         free(atomic_load(&s->what));
     }

@@ -59,7 +59,7 @@ static int report_failures(curfew *cf)
     for (uint32_t i = rev; i != CURFEW__NIL;) {
         curfew__slot *s = curfew__slot_at(cf, i);
         uint32_t next = s->link;
-        emit(cf, CURFEW_EV_BLOCKER_FAILED, s->barrier, s->name,
+        emit(cf, CURFEW_EV_BLOCKER_FAILED, s->barrier, curfew__slot_name(s),
              atomic_load(&s->err), atomic_load(&s->what), 0);
         i = next;
     }

@@ -37,15 +37,20 @@ enum {
     CURFEW__S_REMOVED = 7
 };
 
-/* One blocker. Kept small: no per-blocker allocation but the name (and the
- * status buffer, made on the first status call). */
+/* One blocker. Kept small (120 bytes): no per-blocker allocation but a
+ * name longer than CURFEW__NAME_INLINE - 1 bytes (and the status buffer,
+ * made on the first status call). */
+#define CURFEW__NAME_INLINE 24
 typedef struct curfew__slot {
     _Atomic uint64_t ctl; /* generation << 32 | state */
     uint32_t prev, next;  /* the barrier's list; cf->lock */
     uint32_t link;        /* reuse queue or failure stack */
     int32_t line;
     curfew_barrier *barrier;
-    char *name;
+    union {
+        char *ptr;                     /* a longer name, malloc'd */
+        char inl[CURFEW__NAME_INLINE]; /* a short one, no allocation */
+    } name;
     const char *file, *func;
     curfew_trigger_fn trigger;
     void *arg;
@@ -54,7 +59,13 @@ typedef struct curfew__slot {
     _Atomic int32_t t_start; /* ms since begin: trigger ran */
     _Atomic int32_t t_end;   /* ms since begin: finished */
     _Atomic int32_t err;
+    uint8_t name_inline; /* which member of name */
 } curfew__slot;
+
+static inline const char *curfew__slot_name(const curfew__slot *s)
+{
+    return s->name_inline ? s->name.inl : s->name.ptr;
+}
 
 /* Slots live in chunks that never move: chunk k holds 64 << k slots, so 27
  * chunk pointers cover every 32-bit index and a lookup is two shifts. */

@@ -71,7 +71,7 @@ static int walk(curfew *cf, curfew_barrier *b, visit_fn fn, void *ctx, snap *s,
     while (idx != CURFEW__NIL) {
         pthread_mutex_lock(&cf->lock);
         curfew__slot *sl = curfew__slot_at(cf, idx);
-        copy_cut(s->name, sizeof(s->name), sl->name);
+        copy_cut(s->name, sizeof(s->name), curfew__slot_name(sl));
         copy_cut(s->status, sizeof(s->status), sl->status);
         copy_cut(s->what, sizeof(s->what), atomic_load(&sl->what));
         s->file = sl->file;
