@@ -58,6 +58,8 @@ struct curfew_module {
     unsigned active;      /* enter without leave */
     int shutdown_waiting; /* blocker triggered while users were inside */
     int finished;
+    int shutdown_called;
+    unsigned visit;
     curfew_blocker blocker; /* "module NAME" in the static phase */
     curfew_blocker late;    /* "module NAME (after its users)", if any */
     live_type types[MAX_TYPES];
@@ -72,7 +74,10 @@ struct registry {
     curfew_barrier *static_ph;
     int static_started;
     curfew_blocker umbrella;
+    curfew_blocker leak_check;
     int umbrella_pending;
+    unsigned epoch;
+    int tracked_plain; /* an object was tracked with the debug mode off */
     char *cycle;
     int strict;
     _Atomic int debug;
@@ -144,12 +149,52 @@ static void append(char **buf, size_t *len, size_t *cap, const char *s)
     *len += n;
 }
 
+/* Length of the well-formed UTF-8 sequence at s (NUL-terminated), 0 if
+ * none. */
+static size_t utf8_ok(const unsigned char *s)
+{
+    unsigned char c = s[0];
+    if (c < 0x80)
+        return 1;
+    size_t n;
+    uint32_t cp, min;
+    if (c >= 0xc2 && c <= 0xdf) {
+        n = 2, cp = c & 0x1f, min = 0x80;
+    } else if (c >= 0xe0 && c <= 0xef) {
+        n = 3, cp = c & 0x0f, min = 0x800;
+    } else if (c >= 0xf0 && c <= 0xf4) {
+        n = 4, cp = c & 0x07, min = 0x10000;
+    } else {
+        return 0;
+    }
+    for (size_t i = 1; i < n; i++) {
+        if ((s[i] & 0xc0) != 0x80)
+            return 0;
+        cp = cp << 6 | (s[i] & 0x3f);
+    }
+    if (cp < min || cp > 0x10ffff || (cp >= 0xd800 && cp <= 0xdfff))
+        return 0;
+    return n;
+}
+
 static void append_json_str(char **buf, size_t *len, size_t *cap, const char *s)
 {
     char u[8];
     append(buf, len, cap, "\"");
     for (; *s; s++) {
         unsigned char c = (unsigned char)*s;
+        if (c >= 0x80) {
+            size_t n = utf8_ok((const unsigned char *)s);
+            if (n == 0) {
+                append(buf, len, cap, "\xef\xbf\xbd");
+                continue;
+            }
+            memcpy(u, s, n);
+            u[n] = 0;
+            append(buf, len, cap, u);
+            s += n - 1;
+            continue;
+        }
         if (c == '"' || c == '\\') {
             u[0] = '\\';
             u[1] = (char)c;
@@ -266,6 +311,8 @@ static void release_module(registry *r, curfew_module *m)
  * modules it used may go. */
 static void module_down(registry *r, curfew_module *m, int err)
 {
+    if (m->finished)
+        return;
     if (err) {
         curfew_blocker_fail(m->blocker, err, "module shutdown failed");
         curfew_blocker_fail(m->late, err, "module shutdown failed");
@@ -290,6 +337,9 @@ static void module_down(registry *r, curfew_module *m, int err)
 /* On the dispatching thread: runs the module's shutdown. */
 static int run_shutdown(registry *r, curfew_module *m)
 {
+    pthread_mutex_lock(&r->mu);
+    m->shutdown_called = 1;
+    pthread_mutex_unlock(&r->mu);
     int rc = m->ops.shutdown ? m->ops.shutdown(m, m->arg) : CURFEW_DONE;
     if (rc == CURFEW_PENDING)
         return rc;
@@ -362,11 +412,29 @@ static int umbrella_trigger(curfew_blocker self, void *arg)
 /* ---- registration (L1) ----------------------------------------------------
  */
 
+static registry *make_registry(curfew *cf, int *err);
+
+/* Registries are made under one process-wide lock, so two first
+ * registrations of one coordinator never both add the umbrella and the
+ * leak check. */
+static pthread_mutex_t make_mu = PTHREAD_MUTEX_INITIALIZER;
+
 static registry *get_registry(curfew *cf, int *err)
 {
     registry *r = curfew_ext_get(cf, &reg_key);
     if (r)
         return r;
+    pthread_mutex_lock(&make_mu);
+    r = curfew_ext_get(cf, &reg_key);
+    if (!r)
+        r = make_registry(cf, err);
+    pthread_mutex_unlock(&make_mu);
+    return r;
+}
+
+static registry *make_registry(curfew *cf, int *err)
+{
+    registry *r;
     const char *dyn = NULL, *stat = NULL;
     int strict = 0;
     curfew_lifetime_settings(cf, &dyn, &stat, &strict);
@@ -395,7 +463,7 @@ static registry *get_registry(curfew *cf, int *err)
             i++;
         const char *at = i + 1 < n ? curfew_phase_name(cf, i + 1) : dyn;
         *err = curfew_add_blocker(curfew_phase(cf, at), "leak check",
-                                  leak_trigger, r, NULL);
+                                  leak_trigger, r, &r->leak_check);
         if (*err)
             curfew_remove_blocker(r->umbrella);
     }
@@ -405,6 +473,8 @@ static registry *get_registry(curfew *cf, int *err)
         /* Lost a race with another first registration, or failed. */
         registry *other = *err == -EEXIST ? curfew_ext_get(cf, &reg_key) : NULL;
         curfew_remove_blocker(r->umbrella);
+        if (r->leak_check.cf)
+            curfew_remove_blocker(r->leak_check);
         pthread_mutex_destroy(&r->mu);
         free(r);
         if (other)
@@ -414,25 +484,69 @@ static registry *get_registry(curfew *cf, int *err)
     return r;
 }
 
-/* Does a path of dependencies lead from name to target? Fills path (names,
- * at most 64) with it. With r->mu held. */
+/* Does a path of dependencies lead from name to target? Depth-first, each
+ * module visited once. On success *path (malloc'd) holds the names from
+ * name to target, *len of them. With r->mu held. */
 static int reaches(registry *r, const char *name, const char *target,
-                   const char **path, unsigned depth, unsigned *len)
+                   const char ***path, unsigned *len)
 {
-    if (depth >= 64)
-        return 0;
-    path[depth] = name;
-    if (strcmp(name, target) == 0) {
-        *len = depth + 1;
-        return 1;
+    *path = NULL;
+    const char **names = malloc((r->nmods + 2) * sizeof(*names));
+    curfew_module **stack = malloc((r->nmods + 1) * sizeof(*stack));
+    unsigned *next = malloc((r->nmods + 1) * sizeof(*next));
+    if (!names || !stack || !next) {
+        free(names);
+        free(stack);
+        free(next);
+        return -ENOMEM;
     }
-    curfew_module *m = find(r, name);
-    if (!m)
+    int found = 0;
+    unsigned depth = 0;
+    if (strcmp(name, target) == 0) {
+        names[0] = name;
+        *len = 1;
+        found = 1;
+    } else {
+        curfew_module *m = find(r, name);
+        r->epoch++;
+        if (m) {
+            m->visit = r->epoch;
+            stack[0] = m;
+            next[0] = 0;
+            depth = 1;
+        }
+        while (depth && !found) {
+            curfew_module *top = stack[depth - 1];
+            if (next[depth - 1] == top->ndeps) {
+                depth--;
+                continue;
+            }
+            const char *d = top->deps[next[depth - 1]++];
+            if (strcmp(d, target) == 0) {
+                for (unsigned i = 0; i < depth; i++)
+                    names[i] = stack[i]->name;
+                names[depth] = target;
+                *len = depth + 1;
+                found = 1;
+                break;
+            }
+            curfew_module *dm = find(r, d);
+            if (dm && dm->visit != r->epoch) {
+                dm->visit = r->epoch;
+                stack[depth] = dm;
+                next[depth] = 0;
+                depth++;
+            }
+        }
+    }
+    free(stack);
+    free(next);
+    if (!found) {
+        free(names);
         return 0;
-    for (unsigned i = 0; i < m->ndeps; i++)
-        if (reaches(r, m->deps[i], target, path, depth + 1, len))
-            return 1;
-    return 0;
+    }
+    *path = names;
+    return 1;
 }
 
 int curfew_module_register(curfew *cf, const char *name,
@@ -447,6 +561,10 @@ int curfew_module_register(curfew *cf, const char *name,
     for (unsigned i = 0; i < ndeps; i++)
         if (!deps[i] || !*deps[i])
             return -EINVAL;
+    const char *stat = NULL;
+    curfew_lifetime_settings(cf, NULL, &stat, NULL);
+    if (stat && curfew_in_or_beyond(cf, stat) == 1)
+        return -ESHUTDOWN;
     int err = 0;
     registry *r = get_registry(cf, &err);
     if (!r)
@@ -476,17 +594,20 @@ int curfew_module_register(curfew *cf, const char *name,
         rc = -EEXIST;
     for (unsigned i = 0; i < ndeps && !rc; i++) {
         /* Would name -> deps[i] -> ... -> name close a cycle? */
-        const char *path[65];
+        const char **path = NULL;
         unsigned len = 0;
-        if (reaches(r, deps[i], name, path + 1, 0, &len)) {
-            path[0] = name;
+        int found = reaches(r, deps[i], name, &path, &len);
+        if (found < 0) {
+            rc = found;
+        } else if (found) {
             size_t n = 0, cap = 0;
             char *text = NULL;
-            for (unsigned k = 0; k <= len; k++) {
-                if (k)
-                    append(&text, &n, &cap, " -> ");
+            append(&text, &n, &cap, name);
+            for (unsigned k = 0; k < len; k++) {
+                append(&text, &n, &cap, " -> ");
                 append(&text, &n, &cap, path[k]);
             }
+            free(path);
             free(r->cycle);
             r->cycle = text;
             rc = -ELOOP;
@@ -534,7 +655,7 @@ int curfew_module_done(curfew_module *m, int err)
         return -EINVAL;
     registry *r = m->reg;
     pthread_mutex_lock(&r->mu);
-    if (m->finished || atomic_load(&m->state) != CURFEW_MODULE_STOPPING) {
+    if (m->finished || !m->shutdown_called) {
         pthread_mutex_unlock(&r->mu);
         return m->finished ? -EALREADY : -EINVAL;
     }
@@ -592,7 +713,8 @@ static live_type *type_of(curfew_module *m, const char *type, int create)
     unsigned n = atomic_load_explicit(&m->ntypes, memory_order_acquire);
     for (unsigned i = 0; i < n; i++)
         if (atomic_load_explicit(&m->types[i].key, memory_order_relaxed) ==
-            type)
+                type &&
+            strcmp(m->types[i].name, type) == 0)
             return &m->types[i];
     for (unsigned i = 0; i < n; i++)
         if (strcmp(m->types[i].name, type) == 0)
@@ -652,6 +774,11 @@ int curfew_live_track_at(curfew_module *m, const char *type, const void *ptr,
                          const char *file, int line)
 {
     int rc = curfew_live_acquire(m, type);
+    if (!rc && !atomic_load(&m->reg->debug)) {
+        pthread_mutex_lock(&m->reg->mu);
+        m->reg->tracked_plain = 1;
+        pthread_mutex_unlock(&m->reg->mu);
+    }
     if (rc || !atomic_load(&m->reg->debug))
         return rc;
     site_ent *s = malloc(sizeof(*s));
@@ -677,7 +804,7 @@ int curfew_live_untrack(curfew_module *m, const char *type, const void *ptr)
     if (!m || !type)
         return -EINVAL;
     registry *r = m->reg;
-    if (atomic_load(&r->debug)) {
+    {
         live_type *t = type_of(m, type, 0);
         unsigned b = ptr_bucket(ptr);
         site_ent *found = NULL;
@@ -689,8 +816,9 @@ int curfew_live_untrack(curfew_module *m, const char *type, const void *ptr)
                 break;
             }
         }
+        int plain = r->tracked_plain;
         pthread_mutex_unlock(&r->mu);
-        if (!found)
+        if (!found && atomic_load(&r->debug) && !plain)
             return -ENOENT;
         free(found);
     }
