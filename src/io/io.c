@@ -79,7 +79,7 @@ typedef struct wentry {
     int queued; /* a job for it is in the FIFO */
 } wentry;
 
-enum { J_WRITE, J_QUEUE };
+enum { J_WRITE, J_QUEUE, J_DEFERRED };
 
 typedef struct job {
     struct job *next;
@@ -110,6 +110,7 @@ struct curfew_deferred {
     curfew_deferred_fn fn;
     void *arg;
     int armed, running, rearm, finalized, finalize_run, blocker_pending;
+    int scheduled; /* a J_DEFERRED job for it is in the FIFO */
     int64_t due_ns;
     pthread_t runner;
     curfew_blocker blocker;
@@ -128,14 +129,16 @@ struct curfew_io {
     pthread_cond_t done_cv;  /* finalize waiters */
     job *jhead, *jtail;
     wentry *buckets[NBUCKETS];
-    unsigned want_threads, nthreads, idle_threads;
+    unsigned want_threads, nthreads, idle_threads, queued_jobs;
     pthread_t threads[MAX_THREADS];
     int timer_started;
     pthread_t timer;
     int stop;
     unsigned running_jobs;
-    uint64_t busy; /* write requests accepted, callbacks not yet run */
+    uint64_t busy;         /* write requests accepted, callbacks not yet run */
+    _Atomic uint64_t owed; /* write requests whose callback has not started */
     int triggered, blocker_done;
+    int err; /* first write error during the shutdown (I6) */
     curfew_blocker blocker;
     curfew_queue *queues;
     curfew_deferred *deferreds;
@@ -260,14 +263,24 @@ static int atomic_write(curfew_io *io, const char *path, const wreq *w)
         char bak[PATH_MAX], baktmp[PATH_MAX];
         if (snprintf(bak, sizeof(bak), "%s.bak", path) >= (int)sizeof(bak))
             r = -ENAMETOOLONG;
-        if (!r)
+        for (int tries = 0; !r && tries < 100; tries++) {
             r = tmp_name(io, path, "bak", baktmp, sizeof(baktmp));
-        if (!r && link(path, baktmp) < 0)
+            if (r)
+                break;
+            if (link(path, baktmp) == 0)
+                break;
             r = -errno;
+            if (r == -EEXIST && tries < 99)
+                r = 0;
+            else
+                break;
+        }
         if (!r) {
             r = do_rename(baktmp, bak);
-            if (r)
-                unlink(baktmp);
+            /* Also on success: when bak is already a link to the same
+             * file (a crash between the two renames), rename() does
+             * nothing and leaves baktmp. */
+            unlink(baktmp);
         }
     }
     if (!r)
@@ -283,6 +296,7 @@ static int atomic_write(curfew_io *io, const char *path, const wreq *w)
  */
 
 static void *io_thread(void *arg);
+static void run_deferred_job(curfew_io *io, curfew_deferred *d, job *j);
 
 /* With io->mu held. Threads start on first use: an io object nobody
  * writes through costs no thread. */
@@ -296,7 +310,8 @@ static void push_job(curfew_io *io, int kind, void *obj, job *j)
     else
         io->jhead = j;
     io->jtail = j;
-    if (io->idle_threads == 0 && io->nthreads < io->want_threads &&
+    io->queued_jobs++;
+    if (io->queued_jobs > io->idle_threads && io->nthreads < io->want_threads &&
         pthread_create(&io->threads[io->nthreads], NULL, io_thread, io) == 0)
         io->nthreads++;
     pthread_cond_signal(&io->job_cv);
@@ -307,7 +322,11 @@ static void check_idle(curfew_io *io)
 {
     if (io->busy == 0 && io->triggered && !io->blocker_done) {
         io->blocker_done = 1;
-        curfew_blocker_done(io->blocker);
+        if (io->err)
+            curfew_blocker_fail(io->blocker, io->err, "write failed");
+        else
+            curfew_blocker_done(io->blocker);
+        io->err = 0;
     }
 }
 
@@ -348,12 +367,17 @@ static void run_write(curfew_io *io, wentry *e, job *j)
     pthread_mutex_unlock(&io->mu);
 
     int r = atomic_write(io, e->path, w);
-    for (cbent *c = w->cbs; c; c = c->next)
+    for (cbent *c = w->cbs; c; c = c->next) {
+        /* From here on destroy only waits for this thread. */
+        atomic_fetch_sub(&io->owed, 1);
         if (c->cb)
             c->cb(r, c->arg);
+    }
 
     pthread_mutex_lock(&io->mu);
     e->running = 0;
+    if (r && !io->err && curfew_current_phase(io->cf) != NULL)
+        io->err = r;
     if (r)
         io->st.failed++;
     else
@@ -422,11 +446,14 @@ static void *io_thread(void *arg)
         io->jhead = j->next;
         if (!io->jhead)
             io->jtail = NULL;
+        io->queued_jobs--;
         io->running_jobs++;
         if (j->kind == J_WRITE)
             run_write(io, j->obj, j);
-        else
+        else if (j->kind == J_QUEUE)
             run_queue(io, j->obj, j);
+        else
+            run_deferred_job(io, j->obj, j);
         io->running_jobs--;
         pthread_cond_broadcast(&io->done_cv);
     }
@@ -441,9 +468,15 @@ static int io_trigger(curfew_blocker self, void *arg)
     pthread_mutex_lock(&io->mu);
     io->triggered = 1;
     int done = io->busy == 0 && !io->blocker_done;
-    if (done)
+    int err = 0;
+    if (done) {
         io->blocker_done = 1;
+        err = io->err;
+        io->err = 0;
+    }
     pthread_mutex_unlock(&io->mu);
+    if (err)
+        return err;
     return done ? CURFEW_DONE : CURFEW_PENDING;
 }
 
@@ -499,6 +532,9 @@ int curfew_io_create(curfew *cf, const curfew_io_options *opts, curfew_io **out)
  * added (B2: the wait waits for it); after the phase, -ESHUTDOWN (I1). */
 static int cover(curfew_io *io)
 {
+    /* A phase the watchdog completed (W3, CONTINUE) is over too. */
+    if (curfew_barrier_state(io->phase) == CURFEW_COMPLETE)
+        return -ESHUTDOWN;
     if (!io->blocker_done)
         return 0;
     curfew_blocker b;
@@ -554,6 +590,7 @@ int curfew_write_atomic(curfew_io *io, const char *path, const void *data,
     }
     io->st.requested++;
     io->busy++;
+    atomic_fetch_add(&io->owed, 1);
     wentry **pp = find_entry(io, path);
     if (*pp) {
         free(e);
@@ -601,8 +638,7 @@ int curfew_io_destroy(curfew_io *io)
     if (!io)
         return -EINVAL;
     pthread_mutex_lock(&io->mu);
-    if (io->busy || io->jhead || io->running_jobs || io->queues ||
-        io->deferreds) {
+    if (atomic_load(&io->owed) || io->queues || io->deferreds) {
         pthread_mutex_unlock(&io->mu);
         return -EBUSY;
     }
@@ -757,6 +793,9 @@ int curfew_queue_free(curfew_queue *q)
     while (*pp != q)
         pp = &(*pp)->next;
     *pp = q->next;
+    /* Its blocker may still wait for its phase's trigger, which must not
+     * touch freed memory: take it away (-ENOENT if it finished). */
+    curfew_remove_blocker(q->blocker);
     pthread_mutex_unlock(&io->mu);
     free(q->name);
     free(q);
@@ -770,13 +809,15 @@ int curfew_queue_free(curfew_queue *q)
  * runs or waits to run. */
 static void deferred_check(curfew_deferred *d)
 {
-    if (d->finalized && !d->running && !d->finalize_run && d->blocker_pending) {
+    if (d->finalized && !d->running && !d->finalize_run && !d->scheduled &&
+        d->blocker_pending) {
         d->blocker_pending = 0;
         curfew_blocker_done(d->blocker);
     }
 }
 
-static void run_deferred(curfew_io *io, curfew_deferred *d)
+/* With io->mu held: runs d's task on this thread. */
+static void run_task_here(curfew_io *io, curfew_deferred *d)
 {
     d->armed = 0;
     d->finalize_run = 0;
@@ -787,8 +828,6 @@ static void run_deferred(curfew_io *io, curfew_deferred *d)
     pthread_mutex_lock(&io->mu);
     d->running = 0;
     if (d->rearm) {
-        /* Armed during the run: it runs again, delay_ms from now, or at
-         * once when finalize is waiting for it. */
         d->rearm = 0;
         if (d->finalized) {
             d->finalize_run = 1;
@@ -797,30 +836,63 @@ static void run_deferred(curfew_io *io, curfew_deferred *d)
             d->due_ns = mono_ns() + (int64_t)d->delay_ms * 1000000;
         }
     }
+    /* A finalize may wait for a run after this one. */
+    pthread_cond_broadcast(&io->timer_cv);
     deferred_check(d);
     pthread_cond_broadcast(&io->done_cv);
 }
 
+/* With io->mu held: takes d's queued job out of the FIFO. */
+static void unschedule(curfew_io *io, curfew_deferred *d)
+{
+    job *prev = NULL;
+    for (job *j = io->jhead; j; prev = j, j = j->next) {
+        if (j->kind != J_DEFERRED || j->obj != d)
+            continue;
+        if (prev)
+            prev->next = j->next;
+        else
+            io->jhead = j->next;
+        if (io->jtail == j)
+            io->jtail = prev;
+        io->queued_jobs--;
+        free(j);
+        break;
+    }
+    d->scheduled = 0;
+}
+
+static void run_deferred_job(curfew_io *io, curfew_deferred *d, job *j)
+{
+    free(j);
+    d->scheduled = 0;
+    run_task_here(io, d);
+}
+
+/* Keeps the deadlines; a due task goes to the I/O threads as a job, so
+ * tasks run in parallel and this thread never waits for user code. */
 static void *timer_thread(void *arg)
 {
     curfew_io *io = arg;
     pthread_mutex_lock(&io->mu);
     while (!io->stop) {
         int64_t now = mono_ns(), next = INT64_MAX;
-        curfew_deferred *due = NULL;
         for (curfew_deferred *d = io->deferreds; d; d = d->next) {
-            if (d->running)
+            if (d->running || d->scheduled)
                 continue;
             if (d->finalize_run || (d->armed && d->due_ns <= now)) {
-                due = d;
-                break;
+                job *j = malloc(sizeof(*j));
+                if (!j) {
+                    next = now + 10000000; /* try again in 10 ms */
+                    continue;
+                }
+                d->armed = 0;
+                d->scheduled = 1;
+                push_job(io, J_DEFERRED, d, j);
+                continue;
             }
             if (d->armed && d->due_ns < next)
                 next = d->due_ns;
-        }
-        if (due) {
-            run_deferred(io, due);
-            continue;
         }
         if (next == INT64_MAX) {
             pthread_cond_wait(&io->timer_cv, &io->mu);
@@ -832,6 +904,17 @@ static void *timer_thread(void *arg)
     }
     pthread_mutex_unlock(&io->mu);
     return NULL;
+}
+
+/* With io->mu held. */
+static int start_timer(curfew_io *io)
+{
+    if (io->timer_started)
+        return 0;
+    int r = -pthread_create(&io->timer, NULL, timer_thread, io);
+    if (r == 0)
+        io->timer_started = 1;
+    return r;
 }
 
 static int deferred_trigger(curfew_blocker self, void *arg)
@@ -848,7 +931,7 @@ static int deferred_trigger(curfew_blocker self, void *arg)
         pthread_cond_broadcast(&io->timer_cv);
     }
     int r = CURFEW_DONE;
-    if (d->running || d->finalize_run) {
+    if (d->running || d->finalize_run || d->scheduled) {
         d->blocker_pending = 1;
         r = CURFEW_PENDING;
     }
@@ -884,22 +967,9 @@ int curfew_deferred_create(curfew_io *io, const char *name, int32_t delay_ms,
         return r;
     }
     pthread_mutex_lock(&io->mu);
-    if (!io->timer_started) {
-        r = -pthread_create(&io->timer, NULL, timer_thread, io);
-        if (r == 0)
-            io->timer_started = 1;
-    }
-    if (r == 0) {
-        d->next = io->deferreds;
-        io->deferreds = d;
-    }
+    d->next = io->deferreds;
+    io->deferreds = d;
     pthread_mutex_unlock(&io->mu);
-    if (r) {
-        curfew_remove_blocker(d->blocker);
-        free(d->name);
-        free(d);
-        return r;
-    }
     *out = d;
     return 0;
 }
@@ -915,11 +985,15 @@ int curfew_deferred_arm(curfew_deferred *d)
         r = -ESHUTDOWN;
     } else if (d->running) {
         d->rearm = 1;
-    } else if (!d->armed) {
-        /* An armed run is never postponed. */
-        d->armed = 1;
-        d->due_ns = mono_ns() + (int64_t)d->delay_ms * 1000000;
-        pthread_cond_broadcast(&io->timer_cv);
+    } else if (!d->armed && !d->scheduled) {
+        /* The timer starts with the first arm (C6). */
+        r = start_timer(io);
+        if (r == 0) {
+            /* An armed run is never postponed. */
+            d->armed = 1;
+            d->due_ns = mono_ns() + (int64_t)d->delay_ms * 1000000;
+            pthread_cond_broadcast(&io->timer_cv);
+        }
     }
     pthread_mutex_unlock(&io->mu);
     return r;
@@ -929,10 +1003,13 @@ int curfew_deferred_disarm(curfew_deferred *d)
 {
     if (!d)
         return -EINVAL;
-    pthread_mutex_lock(&d->io->mu);
+    curfew_io *io = d->io;
+    pthread_mutex_lock(&io->mu);
     d->armed = 0;
     d->rearm = 0;
-    pthread_mutex_unlock(&d->io->mu);
+    if (d->scheduled && !d->finalize_run)
+        unschedule(io, d);
+    pthread_mutex_unlock(&io->mu);
     return 0;
 }
 
@@ -948,19 +1025,27 @@ int curfew_deferred_finalize(curfew_deferred *d)
     }
     if (d->finalized) {
         /* Finalized by its phase perhaps: still wait for what runs. */
-        while (d->running || d->finalize_run)
+        while (d->running || d->finalize_run || d->scheduled)
             pthread_cond_wait(&io->done_cv, &io->mu);
         pthread_mutex_unlock(&io->mu);
         return -EALREADY;
     }
     d->finalized = 1;
-    if (d->armed || d->rearm) {
+    if (d->armed || d->rearm || d->scheduled) {
         d->armed = 0;
         d->rearm = 0;
-        d->finalize_run = 1;
-        pthread_cond_broadcast(&io->timer_cv);
+        if (d->running) {
+            /* After the current run, at once, on an I/O thread. */
+            d->finalize_run = 1;
+            pthread_cond_broadcast(&io->timer_cv);
+        } else {
+            /* At once, here: no thread to wait for. */
+            if (d->scheduled)
+                unschedule(io, d);
+            run_task_here(io, d);
+        }
     }
-    while (d->running || d->finalize_run)
+    while (d->running || d->finalize_run || d->scheduled)
         pthread_cond_wait(&io->done_cv, &io->mu);
     deferred_check(d);
     pthread_mutex_unlock(&io->mu);
@@ -972,7 +1057,7 @@ int curfew_deferred_is_armed(const curfew_deferred *d)
     if (!d)
         return -EINVAL;
     pthread_mutex_lock(&d->io->mu);
-    int r = d->armed || d->rearm || d->finalize_run;
+    int r = d->armed || d->rearm || d->finalize_run || d->scheduled;
     pthread_mutex_unlock(&d->io->mu);
     return r;
 }
