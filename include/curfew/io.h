@@ -40,8 +40,13 @@ typedef struct curfew_io_options {
  * which ends only when every write asked for before is durable (I1).
  * Returns 0, -EINVAL (NULL cf/out, unknown phase), -ESHUTDOWN (the phase
  * completed), -ENOMEM, or the error of pthread_create(). Thread: any. */
-int curfew_io_create(curfew *cf, const curfew_io_options *opts,
-                     curfew_io **out);
+int curfew_io_create_at(curfew *cf, const curfew_io_options *opts,
+                        curfew_io **out, const char *file, int line,
+                        const char *func);
+/* The macros of this module record the caller's site for the blockers
+ * they make (B1), so reports point at the program, not at curfew. */
+#define curfew_io_create(cf, opts, out) \
+    curfew_io_create_at((cf), (opts), (out), __FILE__, __LINE__, __func__)
 
 /* Stops the threads and frees the object. Returns 0, -EBUSY while work is
  * queued or running, or deferred tasks and queues made on it are not
@@ -85,9 +90,13 @@ typedef void (*curfew_deferred_fn)(curfew_deferred *d, void *arg);
 /* A debounced task, as the browser's DeferredTask: it runs delay_ms after
  * the first arm, on an I/O thread. It finalizes itself as a blocker of the
  * io's phase. Returns 0, -EINVAL, -ENOMEM, -ESHUTDOWN. Thread: any. */
-int curfew_deferred_create(curfew_io *io, const char *name, int32_t delay_ms,
-                           curfew_deferred_fn fn, void *arg,
-                           curfew_deferred **out);
+int curfew_deferred_create_at(curfew_io *io, const char *name, int32_t delay_ms,
+                              curfew_deferred_fn fn, void *arg,
+                              curfew_deferred **out, const char *file, int line,
+                              const char *func);
+#define curfew_deferred_create(io, name, delay_ms, fn, arg, out)            \
+    curfew_deferred_create_at((io), (name), (delay_ms), (fn), (arg), (out), \
+                              __FILE__, __LINE__, __func__)
 
 /* Arms the task: a run delay_ms from now unless one is already armed (an
  * armed run is never postponed; several arms give one run). Armed while
@@ -122,7 +131,10 @@ typedef void (*curfew_op_fn)(void *arg);
  * ran (I5). If nobody closes the queue before its phase, the phase's
  * trigger closes it (with no close function). Returns 0, -EINVAL, -ENOMEM,
  * -ESHUTDOWN. Thread: any. */
-int curfew_queue_create(curfew_io *io, const char *name, curfew_queue **out);
+int curfew_queue_create_at(curfew_io *io, const char *name, curfew_queue **out,
+                           const char *file, int line, const char *func);
+#define curfew_queue_create(io, name, out) \
+    curfew_queue_create_at((io), (name), (out), __FILE__, __LINE__, __func__)
 
 /* Appends an operation. Returns 0, -ESHUTDOWN after the close was queued
  * (never silently dropped), -EINVAL, -ENOMEM. Thread: any. */

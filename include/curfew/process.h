@@ -59,15 +59,24 @@ typedef struct curfew_proc_options {
  * child's end of the channel is passed (P1). Returns 0, -EINVAL, -ENOMEM,
  * -ESHUTDOWN (the shutdown phase completed), or the error of the spawn
  * (-ENOENT for an unknown program). Thread: any. */
-int curfew_proc_spawn(curfew *cf, char *const argv[],
-                      const curfew_proc_options *opts, curfew_proc **out);
+int curfew_proc_spawn_at(curfew *cf, char *const argv[],
+                         const curfew_proc_options *opts, curfew_proc **out,
+                         const char *file, int line, const char *func);
+/* The macros record the caller's site for the child's blocker (B1). */
+#define curfew_proc_spawn(cf, argv, opts, out)                            \
+    curfew_proc_spawn_at((cf), (argv), (opts), (out), __FILE__, __LINE__, \
+                         __func__)
 
 /* Adopts a child this process started itself, with fd its end of a
  * connected stream socket whose other end the child reaches through
  * curfew_child_attach() (P1). curfew takes fd and reaps pid. Returns as
  * curfew_proc_spawn(); -ECHILD if pid is not our child. Thread: any. */
-int curfew_proc_adopt(curfew *cf, pid_t pid, int fd,
-                      const curfew_proc_options *opts, curfew_proc **out);
+int curfew_proc_adopt_at(curfew *cf, pid_t pid, int fd,
+                         const curfew_proc_options *opts, curfew_proc **out,
+                         const char *file, int line, const char *func);
+#define curfew_proc_adopt(cf, pid, fd, opts, out)                              \
+    curfew_proc_adopt_at((cf), (pid), (fd), (opts), (out), __FILE__, __LINE__, \
+                         __func__)
 
 /* Sends a message (type >= CURFEW_PROC_MSG_USER) to the child. Returns 0,
  * -EINVAL, -ENOMEM, -EPIPE (the child is gone or finishing). Thread: any. */

@@ -68,7 +68,11 @@ typedef struct curfew_worker_config {
 /* Starts a worker thread. Returns 0, -EINVAL (NULL cfg/out, unknown
  * phase), -ENOMEM, -ESHUTDOWN (cf's phase completed), or the error of
  * pthread_create(). Thread: any. */
-int curfew_worker_start(const curfew_worker_config *cfg, curfew_worker **out);
+int curfew_worker_start_at(const curfew_worker_config *cfg, curfew_worker **out,
+                           const char *file, int line, const char *func);
+/* The macro records the caller's site for the worker's blocker (B1). */
+#define curfew_worker_start(cfg, out) \
+    curfew_worker_start_at((cfg), (out), __FILE__, __LINE__, __func__)
 
 /* Queues a task. Returns 0, -ESHUTDOWN once the worker is CLOSING or
  * later (never silently dropped), -EINVAL, -ENOMEM. Thread: any, the

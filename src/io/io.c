@@ -123,6 +123,8 @@ struct curfew_io {
     curfew *cf;
     curfew_barrier *phase;
     char *name;
+    const char *site_file, *site_func; /* the creator's call site (B1) */
+    int site_line;
     pthread_mutex_t mu;
     pthread_cond_t job_cv;   /* I/O threads wait for jobs */
     pthread_cond_t timer_cv; /* the timer thread waits for deadlines */
@@ -480,7 +482,9 @@ static int io_trigger(curfew_blocker self, void *arg)
     return done ? CURFEW_DONE : CURFEW_PENDING;
 }
 
-int curfew_io_create(curfew *cf, const curfew_io_options *opts, curfew_io **out)
+int curfew_io_create_at(curfew *cf, const curfew_io_options *opts,
+                        curfew_io **out, const char *file, int line,
+                        const char *func)
 {
     if (out)
         *out = NULL;
@@ -513,7 +517,11 @@ int curfew_io_create(curfew *cf, const curfew_io_options *opts, curfew_io **out)
     pthread_cond_init(&io->timer_cv, &ca);
     pthread_condattr_destroy(&ca);
     pthread_cond_init(&io->done_cv, NULL);
-    int r = curfew_add_blocker(ph, io->name, io_trigger, io, &io->blocker);
+    io->site_file = file;
+    io->site_line = line;
+    io->site_func = func;
+    int r = curfew_add_blocker_at(ph, io->name, io_trigger, io, &io->blocker,
+                                  file, line, func);
     if (r) {
         pthread_mutex_destroy(&io->mu);
         pthread_cond_destroy(&io->job_cv);
@@ -538,7 +546,8 @@ static int cover(curfew_io *io)
     if (!io->blocker_done)
         return 0;
     curfew_blocker b;
-    int r = curfew_add_blocker(io->phase, io->name, NULL, NULL, &b);
+    int r = curfew_add_blocker_at(io->phase, io->name, NULL, NULL, &b,
+                                  io->site_file, io->site_line, io->site_func);
     if (r)
         return r;
     io->blocker = b;
@@ -718,7 +727,8 @@ static int queue_trigger(curfew_blocker self, void *arg)
     return r;
 }
 
-int curfew_queue_create(curfew_io *io, const char *name, curfew_queue **out)
+int curfew_queue_create_at(curfew_io *io, const char *name, curfew_queue **out,
+                           const char *file, int line, const char *func)
 {
     if (out)
         *out = NULL;
@@ -733,8 +743,8 @@ int curfew_queue_create(curfew_io *io, const char *name, curfew_queue **out)
         return -ENOMEM;
     }
     q->io = io;
-    int r =
-        curfew_add_blocker(io->phase, q->name, queue_trigger, q, &q->blocker);
+    int r = curfew_add_blocker_at(io->phase, q->name, queue_trigger, q,
+                                  &q->blocker, file, line, func);
     if (r) {
         free(q->name);
         free(q);
@@ -939,9 +949,10 @@ static int deferred_trigger(curfew_blocker self, void *arg)
     return r;
 }
 
-int curfew_deferred_create(curfew_io *io, const char *name, int32_t delay_ms,
-                           curfew_deferred_fn fn, void *arg,
-                           curfew_deferred **out)
+int curfew_deferred_create_at(curfew_io *io, const char *name, int32_t delay_ms,
+                              curfew_deferred_fn fn, void *arg,
+                              curfew_deferred **out, const char *file, int line,
+                              const char *func)
 {
     if (out)
         *out = NULL;
@@ -959,8 +970,8 @@ int curfew_deferred_create(curfew_io *io, const char *name, int32_t delay_ms,
     d->delay_ms = delay_ms;
     d->fn = fn;
     d->arg = arg;
-    int r = curfew_add_blocker(io->phase, d->name, deferred_trigger, d,
-                               &d->blocker);
+    int r = curfew_add_blocker_at(io->phase, d->name, deferred_trigger, d,
+                                  &d->blocker, file, line, func);
     if (r) {
         free(d->name);
         free(d);

@@ -444,9 +444,13 @@ static void *pm_thread(void *arg)
                 pp = &(*pp)->next;
             }
         }
+        /* New children are pushed at the head by other threads; only this
+         * thread unlinks. Walking from a head read under the lock is safe
+         * without it. */
+        curfew_proc *head = pm->procs;
         pthread_mutex_unlock(&pm->mu);
 
-        for (curfew_proc *p = pm->procs; p; p = p->next) {
+        for (curfew_proc *p = head; p; p = p->next) {
             if (p->reaped)
                 continue;
             if (p->ch) {
@@ -600,7 +604,8 @@ static char **child_env(char *const *envp, int fd, char **block)
 }
 
 static int attach_proc(procman *pm, pid_t pid, int fd,
-                       const curfew_proc_options *opts, curfew_proc **out)
+                       const curfew_proc_options *opts, curfew_proc **out,
+                       const char *file, int line, const char *func)
 {
     curfew_proc_options o = {0};
     if (opts)
@@ -631,7 +636,8 @@ static int attach_proc(procman *pm, pid_t pid, int fd,
         .side = CURFEW_SIDE_PARENT, .on_close = chan_closed, .arg = p};
     int r = p->name ? 0 : -ENOMEM;
     if (!r)
-        r = curfew_add_blocker(ph, bname, pm_trigger, p, &p->blocker);
+        r = curfew_add_blocker_at(ph, bname, pm_trigger, p, &p->blocker, file,
+                                  line, func);
     if (!r) {
         r = curfew_channel_create(fd, &cc, &p->ch);
         if (!r) {
@@ -667,8 +673,9 @@ static int attach_proc(procman *pm, pid_t pid, int fd,
     return 0;
 }
 
-int curfew_proc_spawn(curfew *cf, char *const argv[],
-                      const curfew_proc_options *opts, curfew_proc **out)
+int curfew_proc_spawn_at(curfew *cf, char *const argv[],
+                         const curfew_proc_options *opts, curfew_proc **out,
+                         const char *file, int line, const char *func)
 {
     if (out)
         *out = NULL;
@@ -705,7 +712,7 @@ int curfew_proc_spawn(curfew *cf, char *const argv[],
         close(sv[0]);
         return c.err;
     }
-    int r = attach_proc(pm, c.pid, sv[0], opts, out);
+    int r = attach_proc(pm, c.pid, sv[0], opts, out, file, line, func);
     if (r) {
         kill(c.pid, SIGKILL);
         while (waitpid(c.pid, NULL, 0) < 0 && errno == EINTR)
@@ -714,8 +721,9 @@ int curfew_proc_spawn(curfew *cf, char *const argv[],
     return r;
 }
 
-int curfew_proc_adopt(curfew *cf, pid_t pid, int fd,
-                      const curfew_proc_options *opts, curfew_proc **out)
+int curfew_proc_adopt_at(curfew *cf, pid_t pid, int fd,
+                         const curfew_proc_options *opts, curfew_proc **out,
+                         const char *file, int line, const char *func)
 {
     if (out)
         *out = NULL;
@@ -729,7 +737,7 @@ int curfew_proc_adopt(curfew *cf, pid_t pid, int fd,
     procman *pm = get_pm(cf, &err);
     if (!pm)
         return err;
-    return attach_proc(pm, pid, fd, opts, out);
+    return attach_proc(pm, pid, fd, opts, out, file, line, func);
 }
 
 int curfew_proc_send(curfew_proc *p, uint32_t type, const void *data,
@@ -806,7 +814,10 @@ typedef struct childside {
     curfew_actor *ctl;
     outmsg *out_head, *out_tail;
     uint64_t queued, written;
-    int got_shutdown, orphan, closed, finish_sent, stop;
+    int got_shutdown, closed, stop;
+    /* Written by the listener (dispatching or watchdog thread), read by
+     * the process thread. */
+    _Atomic int orphan, finish_sent;
     int64_t orphan_deadline;
     char last_status[CURFEW_STATUS_MAX + 1];
 } childside;
@@ -1016,6 +1027,7 @@ static void *child_thread(void *arg)
         int64_t now = now_ns();
         int timeout = -1;
         if (cs->ch) {
+            int had_shutdown = cs->got_shutdown;
             /* P5: while shutting down, what we wait for goes up. */
             if (cs->got_shutdown && !cs->finish_sent) {
                 char s[CURFEW_STATUS_MAX + 1];
@@ -1031,6 +1043,10 @@ static void *child_thread(void *arg)
                 curfew_channel_free(cs->ch);
                 cs->ch = NULL;
             } else {
+                /* Shutdown came in this dispatch: the first status goes
+                 * at once, not at the next wake-up. */
+                if (cs->got_shutdown && !had_shutdown)
+                    timeout = 0;
                 if (curfew_channel_pending_bytes(cs->ch) == 0) {
                     pthread_mutex_lock(&cs->mu);
                     if (cs->written < upto)

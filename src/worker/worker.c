@@ -215,7 +215,8 @@ static void worker_free_mem(curfew_worker *w)
     free(w);
 }
 
-int curfew_worker_start(const curfew_worker_config *cfg, curfew_worker **out)
+int curfew_worker_start_at(const curfew_worker_config *cfg, curfew_worker **out,
+                           const char *file, int line, const char *func)
 {
     if (out)
         *out = NULL;
@@ -246,7 +247,8 @@ int curfew_worker_start(const curfew_worker_config *cfg, curfew_worker **out)
             worker_free_mem(w);
             return -EINVAL;
         }
-        int r = curfew_add_blocker(ph, w->name, phase_trigger, w, &w->blocker);
+        int r = curfew_add_blocker_at(ph, w->name, phase_trigger, w,
+                                      &w->blocker, file, line, func);
         if (r) {
             worker_free_mem(w);
             return r;
