@@ -67,6 +67,22 @@ int curfew_report_set_section(curfew *cf, const char *key, const char *json,
  * Thread: any. */
 int curfew_record_failure(curfew *cf, int err, const char *what);
 
+/* Rewrites the shutdown record (R2) at cfg->record_path now, atomically,
+ * as the dispatching thread does at every phase change: for a program
+ * about to exit at once (the second SIGINT of S1). Returns 0, -ENOENT (no
+ * record_path), -EINVAL (NULL), or the negative errno of writing the file.
+ * Thread: any; not async-signal-safe (it takes curfew's internal locks for
+ * short sections). */
+int curfew_record_write_now(curfew *cf);
+
+/* How many blockers of cf have finished (done, failed, timed out or
+ * removed) since curfew_create(), nested barriers' stand-ins included: a
+ * number that grows while a shutdown makes progress, for progress checks
+ * (the service-manager extensions of S2). A blocker being added at the
+ * same moment may make one call read one less. Returns the count, or
+ * -EINVAL. Thread: any. */
+int64_t curfew_blockers_finished(curfew *cf);
+
 #if defined(__GNUC__) || defined(__clang__)
 #pragma GCC visibility pop
 #endif

@@ -7,6 +7,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -199,6 +200,31 @@ static int open_wake(curfew *cf)
     return 0;
 }
 
+/* S3: CURFEW_BUDGET_MS, a whole number of milliseconds, is the budget when
+ * the program set none: how an orchestrator's grace period reaches the
+ * watchdog. Unset, empty or 0: no budget; anything else is ignored with one
+ * line on standard error. */
+static int64_t env_budget_ms(void)
+{
+    const char *s = secure_getenv("CURFEW_BUDGET_MS");
+    if (!s || !*s)
+        return 0;
+    int saved = errno;
+    char *end;
+    errno = 0;
+    long long v = strtoll(s, &end, 10);
+    int bad = errno || *end || *s < '0' || *s > '9' || v > 1000000000000LL;
+    errno = saved;
+    if (bad) {
+        fprintf(stderr,
+                "curfew: CURFEW_BUDGET_MS=\"%s\" ignored: not a whole "
+                "number of milliseconds\n",
+                s);
+        return 0;
+    }
+    return v;
+}
+
 static int configure(curfew *cf, const curfew_config *cfg)
 {
     static const curfew_config zero;
@@ -215,7 +241,8 @@ static int configure(curfew *cf, const curfew_config *cfg)
     cf->on_timeout = cfg->on_timeout;
     cf->timeout_exit_code =
         cfg->timeout_exit_code ? cfg->timeout_exit_code : DEFAULT_TIMEOUT_EXIT;
-    atomic_init(&cf->budget_ms, cfg->budget_ms);
+    atomic_init(&cf->budget_ms,
+                cfg->budget_ms ? cfg->budget_ms : env_budget_ms());
     cf->budget_margin_ms =
         cfg->budget_margin_ms ? cfg->budget_margin_ms : DEFAULT_MARGIN_MS;
     cf->exit_code = cfg->exit_code;

@@ -497,6 +497,34 @@ int curfew__record_rewrite(curfew *cf)
     return r;
 }
 
+int curfew_record_write_now(curfew *cf)
+{
+    if (!cf)
+        return -EINVAL;
+    if (!cf->record_path)
+        return -ENOENT;
+    return curfew__record_rewrite(cf);
+}
+
+int64_t curfew_blockers_finished(curfew *cf)
+{
+    if (!cf)
+        return -EINVAL;
+    /* Added blockers less the unfinished ones. The total is read first, so
+     * an add racing with the sum (its pending count is raised under the
+     * lock, the total just after) can only make this call one smaller; a
+     * later call then counts it, which a progress check may take for one
+     * finished blocker. Adds during a shutdown are rare; exactness would
+     * cost a lock on every add. */
+    int64_t added = (int64_t)atomic_load(&cf->st_blockers);
+    int64_t pending = 0;
+    pthread_mutex_lock(&cf->lock);
+    for (curfew_barrier *b = cf->barriers; b; b = b->all_next)
+        pending += atomic_load(&b->pending);
+    pthread_mutex_unlock(&cf->lock);
+    return added > pending ? added - pending : 0;
+}
+
 /* ---- pending list (warnings) -------------------------------------------- */
 
 typedef struct list_ctx {

@@ -1,0 +1,177 @@
+/* SPDX-License-Identifier: MIT */
+#define _GNU_SOURCE
+#include "os_util.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#if defined(__SANITIZE_THREAD__)
+#define OS_TSAN 1
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define OS_TSAN 1
+#endif
+#endif
+#ifndef OS_TSAN
+#define OS_TSAN 0
+#endif
+
+void os_tmpdir(char *out, size_t size)
+{
+    const char *base = getenv("TMPDIR");
+    snprintf(out, size, "%s/curfew-os.XXXXXX", base && *base ? base : "/tmp");
+    if (!mkdtemp(out))
+        th_fail(__FILE__, __LINE__, "mkdtemp: %s", strerror(errno));
+    if (OS_TSAN) {
+        const char *old = getenv("TSAN_OPTIONS");
+        if (!old || !strstr(old, "atexit_sleep_ms")) {
+            char opts[1024];
+            snprintf(opts, sizeof(opts), "%s%satexit_sleep_ms=0",
+                     old ? old : "", old && *old ? ":" : "");
+            setenv("TSAN_OPTIONS", opts, 1);
+        }
+    }
+}
+
+void os_done(const char *dir)
+{
+    DIR *d = opendir(dir);
+    if (!d)
+        return;
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL) {
+        if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
+            continue;
+        char p[OS_PATH];
+        os_path(p, sizeof(p), dir, e->d_name);
+        unlink(p);
+    }
+    closedir(d);
+    rmdir(dir);
+}
+
+void os_path(char *out, size_t size, const char *dir, const char *name)
+{
+    if ((size_t)snprintf(out, size, "%s/%s", dir, name) >= size)
+        th_fail(__FILE__, __LINE__, "path too long");
+}
+
+char *os_read_file(const char *path)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return NULL;
+    size_t cap = 4096, len = 0;
+    char *buf = malloc(cap + 1);
+    for (;;) {
+        if (len == cap) {
+            cap *= 2;
+            buf = realloc(buf, cap + 1);
+        }
+        ssize_t n = read(fd, buf + len, cap - len);
+        if (n < 0 && errno == EINTR)
+            continue;
+        if (n <= 0)
+            break;
+        len += (size_t)n;
+    }
+    close(fd);
+    buf[len] = '\0';
+    return buf;
+}
+
+char *os_wait_file(const char *path, const char *text, int64_t timeout_ms)
+{
+    int64_t end = th_now_ms() + timeout_ms;
+    for (;;) {
+        char *s = os_read_file(path);
+        if (s && (!text || strstr(s, text)))
+            return s;
+        if (th_now_ms() > end)
+            th_fail(__FILE__, __LINE__, "%s: no \"%s\" after %lld ms: %s", path,
+                    text ? text : "", (long long)timeout_ms,
+                    s ? s : "(no file)");
+        free(s);
+        th_sleep_ms(5);
+    }
+}
+
+void os_pipe(int fds[2])
+{
+    if (pipe(fds) != 0)
+        th_fail(__FILE__, __LINE__, "pipe: %s", strerror(errno));
+    fcntl(fds[0], F_SETFD, FD_CLOEXEC);
+}
+
+char os_read_byte(int fd, int64_t timeout_ms)
+{
+    int64_t end = th_now_ms() + timeout_ms;
+    for (;;) {
+        int64_t left = end - th_now_ms();
+        if (left < 0)
+            th_fail(__FILE__, __LINE__, "no byte from the child in %lld ms",
+                    (long long)timeout_ms);
+        struct pollfd p = {fd, POLLIN, 0};
+        int r = poll(&p, 1, (int)left);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r > 0) {
+            char c;
+            ssize_t n = read(fd, &c, 1);
+            if (n == 1)
+                return c;
+            if (n == 0)
+                th_fail(__FILE__, __LINE__, "the child closed its pipe");
+        }
+    }
+}
+
+void os_put_byte(int fd, char c)
+{
+    while (write(fd, &c, 1) < 0 && errno == EINTR)
+        ;
+}
+
+void os_redirect_stderr(const char *path)
+{
+    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (fd >= 0) {
+        dup2(fd, 2);
+        close(fd);
+    }
+}
+
+static void *nothing(void *arg)
+{
+    return arg;
+}
+
+int os_count_threads(void)
+{
+    static int warm;
+    if (!warm) {
+        pthread_t t;
+        if (pthread_create(&t, NULL, nothing, NULL) == 0)
+            pthread_join(t, NULL);
+        warm = 1;
+        th_sleep_ms(10);
+    }
+    DIR *d = opendir("/proc/self/task");
+    if (!d)
+        th_fail(__FILE__, __LINE__, "opendir /proc/self/task failed");
+    int n = 0;
+    struct dirent *e;
+    while ((e = readdir(d)) != NULL)
+        if (e->d_name[0] != '.')
+            n++;
+    closedir(d);
+    return n;
+}
