@@ -768,7 +768,7 @@ int curfew_channel_dispatch(curfew_channel *ch)
         /* Read even after a failed write: what the peer sent before it went
          * away is delivered before the channel ends (A3). */
         while (!ch->peer_eof && ch->state != CURFEW_CHANNEL_CLOSED &&
-               (reads++ < 16 || ch->io_err)) {
+               (reads++ < 16 || (ch->io_err && reads < 16384))) {
             unsigned char buf[READ_CHUNK];
             ssize_t n = recv(ch->fd, buf, sizeof(buf), MSG_DONTWAIT);
             if (n < 0) {
