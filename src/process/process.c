@@ -1003,9 +1003,15 @@ static void *child_thread(void *arg)
     for (;;) {
         pthread_mutex_lock(&cs->mu);
         int stop = cs->stop;
-        outmsg *m = cs->out_head;
-        cs->out_head = cs->out_tail = NULL;
-        uint64_t upto = cs->queued;
+        /* Messages wait until the parent's control actor exists: queued
+         * right after attach, they must not be lost (P3). */
+        outmsg *m = NULL;
+        uint64_t upto = cs->written;
+        if (cs->ctl || !cs->ch) {
+            m = cs->out_head;
+            cs->out_head = cs->out_tail = NULL;
+            upto = cs->queued;
+        }
         pthread_mutex_unlock(&cs->mu);
         if (stop)
             break;
