@@ -47,6 +47,11 @@ int curfew_record_read_previous(const char *path, curfew_previous *out);
  * curfew's internal lock for short sections). */
 int curfew_report_write_state(curfew *cf, int fd);
 
+/* As curfew_report_write_state(), with "type": "curfew-hang": what a hang
+ * event's listener sends when the watchdog had no report_path (P6).
+ * Returns 0 or a negative errno value. Thread: any. */
+int curfew_report_write_hang(curfew *cf, int fd);
+
 /* Appends a child process's hang report (one JSON object, as the child
  * wrote it) to "children" in every report and record written after (P6).
  * The text is checked and copied. Returns 0, -EINVAL (NULL, or not one JSON

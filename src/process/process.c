@@ -354,6 +354,12 @@ static void send_pending(procman *pm, curfew_proc *p)
         int64_t left = curfew_budget_left_ms(pm->cf);
         if (left >= 0 && (budget < 0 || left < budget))
             budget = left;
+        /* P7: the child's watchdog must act before the parent's, so its
+         * report arrives first: a tenth (at least 100 ms) is kept back. */
+        if (budget > 0) {
+            int64_t keep = budget / 10 < 100 ? 100 : budget / 10;
+            budget = budget > keep + 1 ? budget - keep : 1;
+        }
         unsigned char b[4];
         uint32_t v = budget < 0 ? 0 : (uint32_t)budget;
         b[0] = (unsigned char)(v >> 24);
@@ -455,6 +461,11 @@ static void *pm_thread(void *arg)
                 continue;
             if (p->ch) {
                 send_pending(pm, p);
+                /* A Shutdown just sent starts the force-kill timer (P4):
+                 * the wait below must wake for it. */
+                if (p->kill_deadline && !p->killed &&
+                    (next < 0 || p->kill_deadline < next))
+                    next = p->kill_deadline;
                 int t = curfew_channel_timeout_ms(p->ch);
                 if (t >= 0) {
                     int64_t at = now + (int64_t)t * 1000000;
@@ -976,7 +987,7 @@ static void child_listener(const curfew_event *ev, void *arg)
             }
             if (wr < 0) {
                 char buf[65536];
-                curfew_report_write_state(cs->cf, fds[1]);
+                curfew_report_write_hang(cs->cf, fds[1]);
                 ssize_t n = read(fds[0], buf, sizeof(buf));
                 while (n > 0 && buf[n - 1] == '\n')
                     n--;

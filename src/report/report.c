@@ -298,6 +298,30 @@ int curfew_report_write_state(curfew *cf, int fd)
                                 b ? b->crash_ms : -1);
 }
 
+int curfew_report_write_hang(curfew *cf, int fd)
+{
+    if (!cf || fd < 0)
+        return -EINVAL;
+    curfew_barrier *b = innermost_waiting(cf);
+    if (!b)
+        return curfew__report_write(cf, fd, "curfew-hang", NULL, -1);
+    /* The timeout that applied, as the watchdog computes it: the
+     * barrier's own, or less when the budget ends first (W5). */
+    int64_t t = b->crash_ms == CURFEW_NEVER ? -1 : b->crash_ms;
+    int64_t budget = atomic_load(&cf->budget_ms);
+    if (budget > 0) {
+        pthread_mutex_lock(&cf->lock);
+        int64_t start = b->t_start;
+        pthread_mutex_unlock(&cf->lock);
+        int64_t left = budget - cf->budget_margin_ms - start;
+        if (left < 0)
+            left = 0;
+        if (t < 0 || left < t)
+            t = left;
+    }
+    return curfew__report_write(cf, fd, "curfew-hang", b, t);
+}
+
 /* ---- shutdown record (R2) ----------------------------------------------- */
 
 typedef struct rec_ctx {
