@@ -75,7 +75,7 @@ static void save_written(int result, void *arg)
     if (result == 0) {
         /* Keep the newest change on disk, whatever order callbacks of
          * coalesced writes (I3) come in. */
-        uint64_t seen = atomic_load(&d->saved);
+        unsigned long long seen = atomic_load(&d->saved);
         while (seen < s->change &&
                !atomic_compare_exchange_weak(&d->saved, &seen, s->change))
             ;
