@@ -289,7 +289,7 @@ int curfew__finish(curfew *cf, uint64_t id, int state, int err,
     if (state == CURFEW__S_FAILED || (state == CURFEW__S_TIMEOUT && what)) {
         atomic_store_explicit(&s->err, err, memory_order_relaxed);
         char *w = what ? strdup(what) : NULL;
-        atomic_store_explicit(&s->what, w, memory_order_relaxed);
+        atomic_store_explicit(&s->what, w, memory_order_release);
     }
     atomic_store_explicit(&s->ctl, gen << 32 | (uint64_t)state,
                           memory_order_release);

@@ -141,14 +141,15 @@ static void barrier_link(curfew *cf, curfew_barrier *b)
 
 static void free_all(curfew *cf)
 {
-    curfew__free_slots(cf);
-    curfew__free_extras(cf);
+    /* Modules first: their teardown may still use blockers and reports. */
     for (curfew__ext *e = cf->exts, *n; e; e = n) {
         n = e->next;
         if (e->free_fn)
             e->free_fn(e->ptr);
         free(e);
     }
+    curfew__free_slots(cf);
+    curfew__free_extras(cf);
     for (curfew__notice *x = cf->notices, *n; x; x = n) {
         n = x->next;
         free(x);

@@ -510,25 +510,24 @@ static void pm_free(void *arg)
 {
     procman *pm = arg;
     if (pm->started) {
+        /* The process thread first: after it, nothing reaps, settles or
+         * calls back concurrently, and the coordinator's blockers are not
+         * touched while they are freed. */
         pthread_mutex_lock(&pm->mu);
-        /* Children are never left running, nor as zombies. */
-        for (curfew_proc *p = pm->procs; p; p = p->next)
-            if (!p->reaped)
-                kill_child(p);
+        pm->stop = 1;
         pthread_mutex_unlock(&pm->mu);
+        pm_wake(pm);
+        pthread_join(pm->thr, NULL);
+        /* Children are never left running, nor as zombies. */
         for (curfew_proc *p = pm->procs; p; p = p->next) {
             if (!p->reaped) {
+                kill_child(p);
                 int st;
                 while (waitpid(p->pid, &st, 0) < 0 && errno == EINTR)
                     ;
                 p->reaped = 1;
             }
         }
-        pthread_mutex_lock(&pm->mu);
-        pm->stop = 1;
-        pthread_mutex_unlock(&pm->mu);
-        pm_wake(pm);
-        pthread_join(pm->thr, NULL);
     }
     for (curfew_proc *p = pm->procs, *n; p; p = n) {
         n = p->next;
@@ -825,7 +824,7 @@ typedef struct childside {
     curfew_actor *ctl;
     outmsg *out_head, *out_tail;
     uint64_t queued, written;
-    int got_shutdown, closed, stop;
+    int got_shutdown, closed, stop, no_thread;
     /* Written by the listener (dispatching or watchdog thread), read by
      * the process thread. */
     _Atomic int orphan, finish_sent;
@@ -1097,11 +1096,13 @@ static void *child_thread(void *arg)
 static void child_free(void *arg)
 {
     childside *cs = arg;
-    pthread_mutex_lock(&cs->mu);
-    cs->stop = 1;
-    pthread_mutex_unlock(&cs->mu);
-    wake_fd(cs->wakefd);
-    pthread_join(cs->thr, NULL);
+    if (!cs->no_thread) {
+        pthread_mutex_lock(&cs->mu);
+        cs->stop = 1;
+        pthread_mutex_unlock(&cs->mu);
+        wake_fd(cs->wakefd);
+        pthread_join(cs->thr, NULL);
+    }
     if (cs->ch)
         curfew_channel_free(cs->ch);
     for (outmsg *m = cs->out_head, *n; m; m = n) {
@@ -1171,10 +1172,19 @@ int curfew_child_attach_opts(curfew *cf, const curfew_child_options *opts)
         epoll_set(cs->epfd, EPOLL_CTL_ADD, cs->wakefd, EPOLLIN, &cs->twake);
         epoll_set(cs->epfd, EPOLL_CTL_ADD, cs->chfd, chan_events(cs->ch),
                   &cs->tch);
-        r = -pthread_create(&cs->thr, NULL, child_thread, cs);
-    }
-    if (!r)
+        /* Registered before the thread starts: a message it handles may
+         * be answered with curfew_child_send() at once. */
         r = curfew_ext_set(cf, &child_key, cs, child_free);
+    }
+    if (!r) {
+        r = -pthread_create(&cs->thr, NULL, child_thread, cs);
+        if (r) {
+            /* cs belongs to the coordinator now: child_free() releases
+             * it at curfew_destroy(), without a thread to join. */
+            cs->no_thread = 1;
+            return r;
+        }
+    }
     if (r) {
         if (cs->ch)
             curfew_channel_free(cs->ch);
