@@ -2,6 +2,7 @@
  *
  * SPDX-License-Identifier: MIT
  */
+#include "core_util.h"
 #include "harness.h"
 
 #include <curfew/core.h>
@@ -10,22 +11,6 @@
 #include <poll.h>
 
 /* ---- helpers ------------------------------------------------------------ */
-
-static int fd_readable(const curfew *cf)
-{
-    struct pollfd p = {.fd = curfew_fd(cf), .events = POLLIN};
-    int r = poll(&p, 1, 0);
-    return r > 0 && (p.revents & POLLIN);
-}
-
-/* Dispatches until curfew has nothing more to do right now. */
-static int pump(curfew *cf)
-{
-    int r = curfew_dispatch(cf);
-    for (int i = 0; i < 100 && r == 0 && fd_readable(cf); i++)
-        r = curfew_dispatch(cf);
-    return r;
-}
 
 /* A blocker whose trigger records that it ran and returns PENDING. */
 struct probe {
@@ -104,7 +89,7 @@ TEST(barrier_nested_trigger_timing)
     CHECK_EQ(curfew_barrier_state(svc), CURFEW_NOT_STARTED);
 
     CHECK_EQ(curfew_begin(cf), 0);
-    CHECK_EQ(pump(cf), 0);
+    CHECK_EQ(cu_pump(cf), 0);
     /* stop-accepting waits; drain and svc have not started. */
     CHECK_EQ(curfew_barrier_state(curfew_phase(cf, "stop-accepting")),
              CURFEW_WAITING);
@@ -113,18 +98,18 @@ TEST(barrier_nested_trigger_timing)
     CHECK_EQ(pr.triggered, 0);
 
     CHECK_EQ(curfew_blocker_done(h0), 0);
-    CHECK_EQ(pump(cf), 0);
+    CHECK_EQ(cu_pump(cf), 0);
     CHECK_STR(curfew_current_phase(cf), "drain");
     CHECK_EQ(curfew_barrier_state(drain), CURFEW_WAITING);
     CHECK_EQ(curfew_barrier_state(svc), CURFEW_WAITING);
     CHECK_EQ(pr.triggered, 1);
     /* More dispatches: still waiting, no second trigger. */
-    CHECK_EQ(pump(cf), 0);
+    CHECK_EQ(cu_pump(cf), 0);
     CHECK_EQ(pr.triggered, 1);
     CHECK_EQ(curfew_in_or_beyond(cf, "children"), 0);
 
     CHECK_EQ(curfew_blocker_done(pr.self), 0);
-    CHECK_EQ(pump(cf), 1);
+    CHECK_EQ(cu_pump(cf), 1);
     CHECK_EQ(curfew_barrier_state(svc), CURFEW_COMPLETE);
     CHECK_EQ(curfew_barrier_state(drain), CURFEW_COMPLETE);
     CHECK_EQ(pr.triggered, 1);
@@ -145,22 +130,22 @@ TEST(barrier_nested_last_blocker)
     CHECK_EQ(curfew_barrier_wait_in(inner, one, "inner-wait"), 0);
 
     CHECK_EQ(curfew_begin(cf), 0);
-    CHECK_EQ(pump(cf), 0);
+    CHECK_EQ(cu_pump(cf), 0);
     CHECK_EQ(curfew_barrier_state(inner), CURFEW_WAITING);
 
     CHECK_EQ(curfew_blocker_done(own), 0);
-    CHECK_EQ(pump(cf), 0);
+    CHECK_EQ(cu_pump(cf), 0);
     CHECK_EQ(curfew_barrier_state(one), CURFEW_WAITING);
     CHECK_EQ(curfew_barrier_state(inner), CURFEW_WAITING);
 
     CHECK_EQ(curfew_blocker_done(i1), 0);
-    CHECK_EQ(pump(cf), 0);
+    CHECK_EQ(cu_pump(cf), 0);
     CHECK_EQ(curfew_barrier_state(inner), CURFEW_WAITING);
     CHECK_EQ(curfew_barrier_state(one), CURFEW_WAITING);
     CHECK_EQ(curfew_in_or_beyond(cf, "two"), 0);
 
     CHECK_EQ(curfew_blocker_done(i2), 0);
-    CHECK_EQ(pump(cf), 1);
+    CHECK_EQ(cu_pump(cf), 1);
     CHECK_EQ(curfew_barrier_state(inner), CURFEW_COMPLETE);
     CHECK_EQ(curfew_barrier_state(one), CURFEW_COMPLETE);
     CHECK_EQ(curfew_barrier_state(curfew_phase(cf, "two")), CURFEW_COMPLETE);
@@ -176,7 +161,7 @@ TEST(barrier_nested_empty)
     CHECK_EQ(curfew_barrier_wait_in(inner, curfew_phase(cf, "two"), "empty"),
              0);
     CHECK_EQ(curfew_begin(cf), 0);
-    CHECK_EQ(pump(cf), 1);
+    CHECK_EQ(cu_pump(cf), 1);
     CHECK_EQ(curfew_barrier_state(inner), CURFEW_COMPLETE);
     CHECK_EQ(curfew_destroy(cf), 0);
 }
@@ -203,14 +188,14 @@ TEST(barrier_two_levels)
     CHECK_EQ(curfew_barrier_wait_in(mid, drain, "mid"), 0);
 
     CHECK_EQ(curfew_begin(cf), 0);
-    CHECK_EQ(pump(cf), 0);
+    CHECK_EQ(cu_pump(cf), 0);
     CHECK_EQ(pm.triggered, 0);
     CHECK_EQ(pi.triggered, 0);
     CHECK_EQ(curfew_barrier_state(mid), CURFEW_NOT_STARTED);
     CHECK_EQ(curfew_barrier_state(inner), CURFEW_NOT_STARTED);
 
     CHECK_EQ(curfew_blocker_done(h0), 0);
-    CHECK_EQ(pump(cf), 0);
+    CHECK_EQ(cu_pump(cf), 0);
     CHECK_EQ(pm.triggered, 1);
     CHECK_EQ(pi.triggered, 1);
     CHECK_EQ(curfew_barrier_state(drain), CURFEW_WAITING);
@@ -219,13 +204,13 @@ TEST(barrier_two_levels)
 
     /* mid's own blocker finishes: mid still waits for inner. */
     CHECK_EQ(curfew_blocker_done(pm.self), 0);
-    CHECK_EQ(pump(cf), 0);
+    CHECK_EQ(cu_pump(cf), 0);
     CHECK_EQ(curfew_barrier_state(mid), CURFEW_WAITING);
     CHECK_EQ(curfew_barrier_state(drain), CURFEW_WAITING);
     CHECK_EQ(curfew_in_or_beyond(cf, "children"), 0);
 
     CHECK_EQ(curfew_blocker_done(pi.self), 0);
-    CHECK_EQ(pump(cf), 1);
+    CHECK_EQ(cu_pump(cf), 1);
     CHECK_EQ(curfew_barrier_state(inner), CURFEW_COMPLETE);
     CHECK_EQ(curfew_barrier_state(mid), CURFEW_COMPLETE);
     CHECK_EQ(curfew_barrier_state(drain), CURFEW_COMPLETE);
@@ -244,7 +229,7 @@ TEST(barrier_wait_in_while_waiting)
     curfew_blocker held = {0};
     CHECK_EQ(curfew_add_blocker(one, "held", NULL, NULL, &held), 0);
     CHECK_EQ(curfew_begin(cf), 0);
-    CHECK_EQ(pump(cf), 0);
+    CHECK_EQ(cu_pump(cf), 0);
     CHECK_EQ(curfew_barrier_state(one), CURFEW_WAITING);
 
     curfew_barrier *late = mk(cf, "late");
@@ -252,17 +237,17 @@ TEST(barrier_wait_in_while_waiting)
     CHECK_EQ(curfew_add_blocker(late, "late-work", probe_trigger, &pr, NULL),
              0);
     CHECK_EQ(curfew_barrier_wait_in(late, one, "late"), 0);
-    CHECK_EQ(pump(cf), 0);
+    CHECK_EQ(cu_pump(cf), 0);
     CHECK_EQ(pr.triggered, 1);
     CHECK_EQ(curfew_barrier_state(late), CURFEW_WAITING);
 
     CHECK_EQ(curfew_blocker_done(held), 0);
-    CHECK_EQ(pump(cf), 0);
+    CHECK_EQ(cu_pump(cf), 0);
     CHECK_EQ(curfew_barrier_state(one), CURFEW_WAITING);
     CHECK_EQ(curfew_in_or_beyond(cf, "two"), 0);
 
     CHECK_EQ(curfew_blocker_done(pr.self), 0);
-    CHECK_EQ(pump(cf), 1);
+    CHECK_EQ(cu_pump(cf), 1);
     CHECK_EQ(curfew_barrier_state(late), CURFEW_COMPLETE);
     CHECK_EQ(curfew_destroy(cf), 0);
 }
@@ -327,12 +312,12 @@ TEST(barrier_wait_in_loop3)
     CHECK_EQ(curfew_add_blocker(a, "a-work", NULL, NULL, &ba), 0);
     CHECK_EQ(curfew_barrier_wait_in(c, curfew_phase(cf, "drain"), "C"), 0);
     CHECK_EQ(curfew_begin(cf), 0);
-    CHECK_EQ(pump(cf), 0);
+    CHECK_EQ(cu_pump(cf), 0);
     CHECK_STR(curfew_current_phase(cf), "drain");
     CHECK_EQ(curfew_barrier_state(a), CURFEW_WAITING);
     CHECK_EQ(curfew_barrier_state(c), CURFEW_WAITING);
     CHECK_EQ(curfew_blocker_done(ba), 0);
-    CHECK_EQ(pump(cf), 1);
+    CHECK_EQ(cu_pump(cf), 1);
     CHECK_EQ(curfew_barrier_state(c), CURFEW_COMPLETE);
     CHECK_EQ(curfew_destroy(cf), 0);
 }
@@ -390,7 +375,7 @@ TEST(barrier_wait_in_shutdown)
     curfew_blocker held = {0};
     CHECK_EQ(curfew_add_blocker(two, "held", NULL, NULL, &held), 0);
     CHECK_EQ(curfew_begin(cf), 0);
-    CHECK_EQ(pump(cf), 0);
+    CHECK_EQ(cu_pump(cf), 0);
     CHECK_EQ(curfew_barrier_state(one), CURFEW_COMPLETE);
     CHECK_EQ(curfew_barrier_state(quick), CURFEW_COMPLETE);
     CHECK_EQ(curfew_barrier_state(two), CURFEW_WAITING);
@@ -403,10 +388,10 @@ TEST(barrier_wait_in_shutdown)
     CHECK_EQ(curfew_add_blocker(x, "x-work", NULL, NULL, &xb), 0);
     CHECK_EQ(curfew_barrier_wait_in(x, two, "x"), 0);
     CHECK_EQ(curfew_blocker_done(held), 0);
-    CHECK_EQ(pump(cf), 0);
+    CHECK_EQ(cu_pump(cf), 0);
     CHECK_EQ(curfew_barrier_state(two), CURFEW_WAITING);
     CHECK_EQ(curfew_blocker_done(xb), 0);
-    CHECK_EQ(pump(cf), 1);
+    CHECK_EQ(cu_pump(cf), 1);
     CHECK_EQ(curfew_barrier_wait_in(mk(cf, "y"), two, "y"), -ESHUTDOWN);
     CHECK_EQ(curfew_destroy(cf), 0);
 }
@@ -551,15 +536,15 @@ TEST(barrier_state_phase)
     CHECK_EQ(curfew_barrier_state(one), CURFEW_NOT_STARTED);
     CHECK_EQ(curfew_barrier_state(two), CURFEW_NOT_STARTED);
     CHECK_EQ(curfew_begin(cf), 0);
-    CHECK_EQ(pump(cf), 0);
+    CHECK_EQ(cu_pump(cf), 0);
     CHECK_EQ(curfew_barrier_state(one), CURFEW_WAITING);
     CHECK_EQ(curfew_barrier_state(two), CURFEW_NOT_STARTED);
     CHECK_EQ(curfew_blocker_fail(b1, -EIO, "broken"), 0);
-    CHECK_EQ(pump(cf), 0);
+    CHECK_EQ(cu_pump(cf), 0);
     CHECK_EQ(curfew_barrier_state(one), CURFEW_COMPLETE);
     CHECK_EQ(curfew_barrier_state(two), CURFEW_WAITING);
     CHECK_EQ(curfew_blocker_done(b2), 0);
-    CHECK_EQ(pump(cf), 1);
+    CHECK_EQ(cu_pump(cf), 1);
     CHECK_EQ(curfew_barrier_state(one), CURFEW_COMPLETE);
     CHECK_EQ(curfew_barrier_state(two), CURFEW_COMPLETE);
     CHECK_EQ(curfew_destroy(cf), 0);
@@ -586,17 +571,17 @@ TEST(barrier_state_nested)
     CHECK_EQ(curfew_barrier_state(svc), CURFEW_NOT_STARTED);
 
     CHECK_EQ(curfew_begin(cf), 0);
-    CHECK_EQ(pump(cf), 0);
+    CHECK_EQ(cu_pump(cf), 0);
     CHECK_EQ(curfew_barrier_state(svc), CURFEW_NOT_STARTED);
     CHECK_EQ(curfew_blocker_done(hold1), 0);
-    CHECK_EQ(pump(cf), 0);
+    CHECK_EQ(cu_pump(cf), 0);
     CHECK_EQ(curfew_barrier_state(svc), CURFEW_WAITING);
     CHECK_EQ(curfew_blocker_done(other), 0);
-    CHECK_EQ(pump(cf), 0);
+    CHECK_EQ(cu_pump(cf), 0);
     CHECK_EQ(curfew_barrier_state(svc), CURFEW_WAITING);
     CHECK_EQ(curfew_barrier_state(two), CURFEW_WAITING);
     CHECK_EQ(curfew_blocker_done(sb), 0);
-    CHECK_EQ(pump(cf), 1);
+    CHECK_EQ(cu_pump(cf), 1);
     CHECK_EQ(curfew_barrier_state(svc), CURFEW_COMPLETE);
     CHECK_EQ(curfew_barrier_state(two), CURFEW_COMPLETE);
     CHECK_EQ(curfew_barrier_state(lonely), CURFEW_NOT_STARTED);

@@ -2,6 +2,7 @@
  *
  * SPDX-License-Identifier: MIT
  */
+#include "core_util.h"
 #include "harness.h"
 
 #include <curfew/core.h>
@@ -15,41 +16,6 @@
 #include <time.h>
 
 /* ---- helpers ------------------------------------------------------------ */
-
-static int fd_readable(const curfew *cf)
-{
-    struct pollfd p = {.fd = curfew_fd(cf), .events = POLLIN};
-    int r = poll(&p, 1, 0);
-    return r > 0 && (p.revents & POLLIN);
-}
-
-/* Dispatches until curfew has nothing more to do right now. */
-static int pump(curfew *cf)
-{
-    int r = curfew_dispatch(cf);
-    for (int i = 0; i < 100 && r == 0 && fd_readable(cf); i++)
-        r = curfew_dispatch(cf);
-    return r;
-}
-
-/* A caller-driven loop until the shutdown completed or ms passed. */
-static int drive(curfew *cf, int64_t ms)
-{
-    int64_t end = th_now_ms() + ms;
-    for (;;) {
-        int r = curfew_dispatch(cf);
-        if (r != 0)
-            return r;
-        int64_t left = end - th_now_ms();
-        if (left <= 0)
-            return 0;
-        int t = curfew_timeout_ms(cf);
-        if (t < 0 || t > left)
-            t = (int)left;
-        struct pollfd p = {.fd = curfew_fd(cf), .events = POLLIN};
-        (void)poll(&p, 1, t);
-    }
-}
 
 static void sem_wait_ms(sem_t *s, int ms)
 {
@@ -105,7 +71,7 @@ TEST(drive_dispatch_before_begin)
 
     /* After curfew_begin the same dispatch runs them, each once. */
     CHECK_EQ(curfew_begin(cf), 0);
-    CHECK_EQ(drive(cf, 5000), 1);
+    CHECK_EQ(cu_drive(cf, 5000, -1), 1);
     CHECK_EQ(atomic_load(&ran), 2);
     CHECK_EQ(curfew_dispatch(cf), 1);
     CHECK_EQ(atomic_load(&ran), 2);
@@ -330,7 +296,7 @@ TEST(drive_run_after_complete)
     curfew *cf = NULL;
     CHECK_EQ(curfew_create(&cf, NULL), 0);
     CHECK_EQ(curfew_begin(cf), 0);
-    CHECK_EQ(drive(cf, 5000), 1);
+    CHECK_EQ(cu_drive(cf, 5000, -1), 1);
     int64_t t0 = th_now_ms();
     CHECK_EQ(curfew_run(cf), 0);
     CHECK_EQ(curfew_run(cf), 0);
@@ -538,14 +504,14 @@ TEST(drive_events_sequence)
         curfew_add_blocker(curfew_phase(cf, "p2"), "slow", NULL, NULL, &slow),
         0);
     CHECK_EQ(curfew_begin(cf), 0);
-    CHECK_EQ(pump(cf), 0);
+    CHECK_EQ(cu_pump(cf), 0);
     /* A positive errno is negated (header). */
     CHECK_EQ(curfew_blocker_fail(bad2, EPIPE, "pipe broke"), 0);
-    CHECK_EQ(pump(cf), 0);
+    CHECK_EQ(cu_pump(cf), 0);
     CHECK_STR(curfew_current_phase(cf), "p2");
     th_sleep_ms(30);
     CHECK_EQ(curfew_blocker_done(slow), 0);
-    CHECK_EQ(drive(cf, 5000), 1);
+    CHECK_EQ(cu_drive(cf, 5000, -1), 1);
     check_event_sequence(&l);
     CHECK_EQ(curfew_destroy(cf), 0);
     pthread_mutex_destroy(&l.mu);
@@ -606,7 +572,7 @@ TEST(drive_events_dispatching_thread)
         CHECK(th_now_ms() < end);
         th_sleep_ms(1);
     }
-    CHECK_EQ(pump(cf), 0);
+    CHECK_EQ(cu_pump(cf), 0);
     CHECK_EQ(curfew_barrier_state(p1), CURFEW_WAITING);
     sem_post(&h.step); /* fail bad2 */
     while (curfew_barrier_state(p1) != CURFEW_COMPLETE) {
@@ -616,7 +582,7 @@ TEST(drive_events_dispatching_thread)
         CHECK(curfew_dispatch(cf) >= 0);
     }
     sem_post(&h.step); /* finish slow */
-    CHECK_EQ(drive(cf, 5000), 1);
+    CHECK_EQ(cu_drive(cf, 5000, -1), 1);
     CHECK_EQ(pthread_join(th, NULL), 0);
     CHECK_EQ(h.rc[0], 0);
     CHECK_EQ(h.rc[1], 0);
@@ -655,12 +621,12 @@ TEST(drive_event_failed_phase)
         0);
     CHECK_EQ(curfew_blocker_fail(early, -EIO, "before begin"), 0);
     CHECK_EQ(curfew_begin(cf), 0);
-    CHECK_EQ(pump(cf), 0);
+    CHECK_EQ(cu_pump(cf), 0);
     CHECK_STR(curfew_current_phase(cf), "p1");
     CHECK_EQ(curfew_blocker_fail(late, -EPIPE, "during p1"), 0);
-    CHECK_EQ(pump(cf), 0);
+    CHECK_EQ(cu_pump(cf), 0);
     CHECK_EQ(curfew_blocker_done(held), 0);
-    CHECK_EQ(drive(cf, 5000), 1);
+    CHECK_EQ(cu_drive(cf, 5000, -1), 1);
 
     pthread_mutex_lock(&l.mu);
     int nfailed = 0, saw_begin = 0;
@@ -723,7 +689,7 @@ TEST(drive_dispatch_in_trigger)
                                 reentering_trigger, &r, NULL),
              0);
     CHECK_EQ(curfew_begin(cf), 0);
-    CHECK_EQ(drive(cf, 5000), 1);
+    CHECK_EQ(cu_drive(cf, 5000, -1), 1);
     CHECK_EQ(r.calls, 1);
     CHECK_EQ(r.rc_dispatch, -EPERM);
     CHECK_EQ(r.rc_run, -EPERM);
@@ -758,7 +724,7 @@ TEST(drive_dispatch_in_event)
     CHECK_EQ(curfew_create(&cf, &cfg), 0);
     r.cf = cf;
     CHECK_EQ(curfew_begin(cf), 0);
-    CHECK_EQ(drive(cf, 5000), 1);
+    CHECK_EQ(cu_drive(cf, 5000, -1), 1);
     CHECK(r.calls >= 1);
     CHECK_EQ(r.rc_dispatch, -EPERM);
     CHECK_EQ(r.rc_run, -EPERM);
@@ -827,7 +793,7 @@ TEST(drive_dispatch_two_threads)
 
     /* Once it left, this thread may dispatch. */
     CHECK_EQ(curfew_blocker_done(later), 0);
-    CHECK_EQ(drive(cf, 5000), 1);
+    CHECK_EQ(cu_drive(cf, 5000, -1), 1);
     CHECK_EQ(d.trigger_calls, 1);
     CHECK_EQ(curfew_destroy(cf), 0);
     sem_destroy(&d.entered);

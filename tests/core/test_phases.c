@@ -2,6 +2,7 @@
  *
  * SPDX-License-Identifier: MIT
  */
+#include "core_util.h"
 #include "harness.h"
 
 #include <curfew/core.h>
@@ -24,44 +25,6 @@ static const char *const default_names[NPHASES] = {
     "telemetry",      "threads", "final"};
 
 /* ---- helpers ------------------------------------------------------------ */
-
-static int fd_readable(const curfew *cf)
-{
-    struct pollfd p = {.fd = curfew_fd(cf), .events = POLLIN};
-    int r = poll(&p, 1, 0);
-    return r > 0 && (p.revents & POLLIN);
-}
-
-/* Dispatches until curfew has nothing more to do right now. */
-static int pump(curfew *cf)
-{
-    int r = curfew_dispatch(cf);
-    for (int i = 0; i < 100 && r == 0 && fd_readable(cf); i++)
-        r = curfew_dispatch(cf);
-    return r;
-}
-
-/* A caller-driven loop (D1) until the shutdown completed or ms passed.
- * Returns what the last curfew_dispatch() returned. */
-static int drive(curfew *cf, int64_t ms)
-{
-    int64_t end = th_now_ms() + ms;
-    for (;;) {
-        int r = curfew_dispatch(cf);
-        if (r != 0)
-            return r;
-        int64_t left = end - th_now_ms();
-        if (left <= 0)
-            return 0;
-        int t = curfew_timeout_ms(cf);
-        if (t < 0 || t > left)
-            t = (int)left;
-        if (t > 50)
-            t = 50;
-        struct pollfd p = {.fd = curfew_fd(cf), .events = POLLIN};
-        (void)poll(&p, 1, t);
-    }
-}
 
 static int phase_index(const char *name)
 {
@@ -141,7 +104,7 @@ TEST(phase_custom_list)
     /* The custom phases run in that order. */
     CHECK_EQ(curfew_begin(cf), 0);
     CHECK_STR(curfew_current_phase(cf), "alpha");
-    CHECK_EQ(drive(cf, 5000), 1);
+    CHECK_EQ(cu_drive(cf, 5000, 50), 1);
     CHECK_STR(curfew_current_phase(cf), "gamma");
     CHECK_EQ(curfew_destroy(cf), 0);
 }
@@ -223,7 +186,7 @@ TEST(phase_destroy_busy)
     CHECK_EQ(curfew_begin(cf), 0);
     /* Begun, not yet dispatched. */
     CHECK_EQ(curfew_destroy(cf), -EBUSY);
-    CHECK_EQ(pump(cf), 0);
+    CHECK_EQ(cu_pump(cf), 0);
     CHECK_STR(curfew_current_phase(cf), "drain");
     CHECK_EQ(curfew_barrier_state(curfew_phase(cf, "drain")), CURFEW_WAITING);
     CHECK_EQ(curfew_destroy(cf), -EBUSY);
@@ -237,7 +200,7 @@ TEST(phase_destroy_busy)
     CHECK_EQ(curfew_blocker_describe(b, name, sizeof name, NULL, 0), 0);
     CHECK_STR(name, "held");
     CHECK_EQ(curfew_blocker_done(b), 0);
-    CHECK_EQ(drive(cf, 5000), 1);
+    CHECK_EQ(cu_drive(cf, 5000, 50), 1);
     CHECK_EQ(curfew_is_complete(cf), 1);
     CHECK_EQ(curfew_destroy(cf), 0);
 }
@@ -310,7 +273,7 @@ TEST(phase_begin_twice)
     CHECK_EQ(curfew_begin(cf), 0);
     CHECK_EQ(curfew_begin(cf), -EALREADY);
     CHECK_EQ(curfew_begin_from_signal(cf), -EALREADY);
-    CHECK_EQ(drive(cf, 5000), 1);
+    CHECK_EQ(cu_drive(cf, 5000, 50), 1);
     CHECK_EQ(curfew_begin(cf), -EALREADY);
     CHECK_EQ(curfew_is_complete(cf), 1);
     CHECK_EQ(curfew_destroy(cf), 0);
@@ -364,11 +327,11 @@ TEST(phase_begin_from_signal)
     /* Begun: visible at once, and the descriptor says there is work. */
     CHECK_EQ(curfew_in_or_beyond(cf, "stop-accepting"), 1);
     CHECK_STR(curfew_current_phase(cf), "stop-accepting");
-    CHECK(fd_readable(cf));
+    CHECK(cu_fd_readable(cf));
     CHECK_EQ(curfew_begin(cf), -EALREADY);
     CHECK_EQ(atomic_load(&ran), 0); /* triggers run on dispatch only */
 
-    CHECK_EQ(drive(cf, 5000), 1);
+    CHECK_EQ(cu_drive(cf, 5000, 50), 1);
     CHECK_EQ(atomic_load(&ran), 2);
     CHECK_EQ(curfew_destroy(cf), 0);
 }
@@ -557,11 +520,11 @@ TEST(phase_events_once)
                                 count_trigger, &ran, NULL),
              0);
     CHECK_EQ(curfew_begin(cf), 0);
-    CHECK_EQ(pump(cf), 0);
+    CHECK_EQ(cu_pump(cf), 0);
     CHECK_EQ(curfew_begin(cf), -EALREADY);
-    CHECK_EQ(pump(cf), 0);
+    CHECK_EQ(cu_pump(cf), 0);
     CHECK_EQ(curfew_blocker_done(held), 0);
-    CHECK_EQ(drive(cf, 5000), 1);
+    CHECK_EQ(cu_drive(cf, 5000, 50), 1);
     /* More dispatches after completion change nothing. */
     CHECK_EQ(curfew_dispatch(cf), 1);
     CHECK_EQ(curfew_dispatch(cf), 1);
@@ -615,7 +578,7 @@ TEST(phase_progress_queries)
     CHECK_EQ(curfew_in_or_beyond(cf, "unknown"), -EINVAL);
 
     for (int k = 0; k < NPHASES; k++) {
-        CHECK_EQ(pump(cf), 0);
+        CHECK_EQ(cu_pump(cf), 0);
         CHECK_STR(curfew_current_phase(cf), default_names[k]);
         for (int j = 0; j < NPHASES; j++)
             CHECK_EQ(curfew_in_or_beyond(cf, default_names[j]), j <= k);
@@ -628,7 +591,7 @@ TEST(phase_progress_queries)
         CHECK_EQ(curfew_is_complete(cf), 0);
         CHECK_EQ(curfew_blocker_done(h[k]), 0);
     }
-    CHECK_EQ(pump(cf), 1);
+    CHECK_EQ(cu_pump(cf), 1);
     CHECK_STR(curfew_current_phase(cf), "final");
     for (int k = 0; k < NPHASES; k++)
         CHECK_EQ(curfew_in_or_beyond(cf, default_names[k]), 1);
@@ -732,11 +695,11 @@ TEST(phase_queries_from_thread)
     atomic_store(&r.begun, 1);
     CHECK_EQ(curfew_begin(cf), 0);
     for (int k = 0; k < NPHASES; k++) {
-        CHECK_EQ(pump(cf), 0);
+        CHECK_EQ(cu_pump(cf), 0);
         th_sleep_ms(3);
         CHECK_EQ(curfew_blocker_done(h[k]), 0);
     }
-    CHECK_EQ(drive(cf, 5000), 1);
+    CHECK_EQ(cu_drive(cf, 5000, 50), 1);
     th_sleep_ms(5);
     atomic_store(&r.stop, 1);
     CHECK_EQ(pthread_join(th, NULL), 0);
@@ -947,7 +910,7 @@ TEST(phase_idle_fd_quiet)
     CHECK_EQ(curfew_create(&cf, &cfg), 0);
     CHECK(curfew_fd(cf) >= 0);
     CHECK_EQ(curfew_timeout_ms(cf), -1);
-    CHECK(!fd_readable(cf));
+    CHECK(!cu_fd_readable(cf));
 
     curfew_blocker b1 = {0}, b2 = {0}, b3 = {0};
     CHECK_EQ(
@@ -959,16 +922,16 @@ TEST(phase_idle_fd_quiet)
     CHECK_EQ(
         curfew_add_blocker(curfew_phase(cf, "final"), "three", NULL, NULL, &b3),
         0);
-    CHECK(!fd_readable(cf));
+    CHECK(!cu_fd_readable(cf));
     CHECK_EQ(curfew_blocker_done(b1), 0);
     CHECK_EQ(curfew_blocker_fail(b2, -EIO, "x"), 0);
     CHECK_EQ(curfew_blocker_status(b3, "busy"), 0);
-    CHECK(!fd_readable(cf));
+    CHECK(!cu_fd_readable(cf));
     CHECK_EQ(curfew_timeout_ms(cf), -1);
     CHECK_EQ(curfew_dispatch(cf), 0);
     /* Past every configured timer: still nothing to do. */
     th_sleep_ms(60);
-    CHECK(!fd_readable(cf));
+    CHECK(!cu_fd_readable(cf));
     CHECK_EQ(curfew_timeout_ms(cf), -1);
     curfew_stats st;
     CHECK_EQ(curfew_stats_get(cf, &st), 0);
@@ -977,7 +940,7 @@ TEST(phase_idle_fd_quiet)
     /* After curfew_begin there is work. */
     CHECK_EQ(curfew_blocker_done(b3), 0);
     CHECK_EQ(curfew_begin(cf), 0);
-    CHECK(fd_readable(cf));
-    CHECK_EQ(drive(cf, 5000), 1);
+    CHECK(cu_fd_readable(cf));
+    CHECK_EQ(cu_drive(cf, 5000, 50), 1);
     CHECK_EQ(curfew_destroy(cf), 0);
 }
