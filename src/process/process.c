@@ -114,6 +114,16 @@ static void epoll_set(int ep, int op, int fd, uint32_t events, tag *t)
     epoll_ctl(ep, op, fd, &ev);
 }
 
+/* Takes a channel's descriptor out of the epoll set, if the channel still
+ * has it: a closed channel has closed it already (which removed it from
+ * the set), and its number may now belong to another thread's file. */
+static void epoll_forget(int ep, const curfew_channel *ch)
+{
+    int fd = curfew_channel_fd(ch);
+    if (fd >= 0)
+        epoll_ctl(ep, EPOLL_CTL_DEL, fd, NULL);
+}
+
 static uint32_t chan_events(const curfew_channel *ch)
 {
     int e = curfew_channel_events(ch);
@@ -315,7 +325,7 @@ static void reap(procman *pm, curfew_proc *p)
         for (int i = 0; i < 64 && curfew_channel_dispatch(p->ch) == 0; i++)
             if (!(curfew_channel_events(p->ch) & POLLIN))
                 break;
-        epoll_ctl(pm->epfd, EPOLL_CTL_DEL, p->chfd, NULL);
+        epoll_forget(pm->epfd, p->ch);
         curfew_channel_free(p->ch);
         p->ch = NULL;
     }
@@ -472,8 +482,9 @@ static void *pm_thread(void *arg)
                     if (next < 0 || at < next)
                         next = at;
                 }
-                epoll_set(pm->epfd, EPOLL_CTL_MOD, p->chfd, chan_events(p->ch),
-                          &p->tch);
+                if (curfew_channel_fd(p->ch) >= 0)
+                    epoll_set(pm->epfd, EPOLL_CTL_MOD, p->chfd,
+                              chan_events(p->ch), &p->tch);
             }
             if (p->pidfd < 0)
                 reap(pm, p);
@@ -494,7 +505,7 @@ static void *pm_thread(void *arg)
             } else if (t->kind == T_CHAN) {
                 curfew_proc *p = t->obj;
                 if (p->ch && curfew_channel_dispatch(p->ch) == 1) {
-                    epoll_ctl(pm->epfd, EPOLL_CTL_DEL, p->chfd, NULL);
+                    epoll_forget(pm->epfd, p->ch);
                     curfew_channel_free(p->ch);
                     p->ch = NULL;
                 }
@@ -1055,7 +1066,7 @@ static void *child_thread(void *arg)
                 timeout = 100;
             }
             if (curfew_channel_dispatch(cs->ch) == 1) {
-                epoll_ctl(cs->epfd, EPOLL_CTL_DEL, cs->chfd, NULL);
+                epoll_forget(cs->epfd, cs->ch);
                 curfew_channel_free(cs->ch);
                 cs->ch = NULL;
             } else {
@@ -1070,8 +1081,9 @@ static void *child_thread(void *arg)
                     pthread_cond_broadcast(&cs->cv);
                     pthread_mutex_unlock(&cs->mu);
                 }
-                epoll_set(cs->epfd, EPOLL_CTL_MOD, cs->chfd,
-                          chan_events(cs->ch), &cs->tch);
+                if (curfew_channel_fd(cs->ch) >= 0)
+                    epoll_set(cs->epfd, EPOLL_CTL_MOD, cs->chfd,
+                              chan_events(cs->ch), &cs->tch);
                 int t = curfew_channel_timeout_ms(cs->ch);
                 if (t >= 0 && (timeout < 0 || t < timeout))
                     timeout = t;
