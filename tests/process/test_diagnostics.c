@@ -162,7 +162,10 @@ TEST(pr_child_status_and_hang_report)
     w.dir = dir;
     pr_child_name(w.name[0], sizeof(w.name[0]), hung, "hung");
     pr_child_name(w.name[1], sizeof(w.name[1]), slow, "slow");
-    w.what[0] = "stuck-db";
+    /* The child sends its pending blockers when they change and at every
+     * 100 ms wake-up, so the first summary naming stuck-db may predate its
+     * trigger's status: wait for the one that carries it. */
+    w.what[0] = "waiting for the disk";
     w.what[1] = "sleep-4500";
     w.t0 = th_now_ms();
     drive(cf, look, &w);
