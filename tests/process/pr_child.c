@@ -35,6 +35,9 @@
  *   sigterm=ignore|handler  SIGTERM ignored, or a handler that calls
  *                       curfew_begin_from_signal()
  *   delay=MS            sleep MS ms before attaching
+ *   attach_when_ppid=PID  before attaching, wait (up to 20 s, else exit
+ *                       18) until the parent is PID: the one that started
+ *                       it died and PID, a subreaper, took it over
  *   garbage=1           once attached and ready, write 16 bytes of 0xff
  *                       straight to the channel's descriptor (an
  *                       impossible frame length), then wait to be killed
@@ -76,6 +79,7 @@ static struct {
     const char *sigterm;
     int garbage;
     int delay;
+    long attach_when_ppid;
 } K = {.ready_fd = -1};
 
 static void crash_now(const char *how)
@@ -325,6 +329,8 @@ CHILD(pr_kid)
             co.orphan_exit_code = atoi(v);
         } else if (KEY("delay")) {
             K.delay = atoi(v);
+        } else if (KEY("attach_when_ppid")) {
+            K.attach_when_ppid = atol(v);
         } else if (KEY("garbage")) {
             K.garbage = atoi(v);
         } else if (KEY("sigterm")) {
@@ -367,6 +373,17 @@ CHILD(pr_kid)
 
     if (K.delay)
         th_sleep_ms(K.delay);
+    if (K.attach_when_ppid) {
+        int64_t end = th_now_ms() + 20000;
+        while ((long)getppid() != K.attach_when_ppid) {
+            if (th_now_ms() > end) {
+                fprintf(stderr, "pr_kid: parent %ld, never %ld\n",
+                        (long)getppid(), K.attach_when_ppid);
+                return 18;
+            }
+            th_sleep_ms(2);
+        }
+    }
     r = curfew_child_attach_opts(K.cf, &co);
     if (r != 0) {
         fprintf(stderr, "pr_kid: curfew_child_attach_opts: %s\n",

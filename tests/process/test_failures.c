@@ -165,9 +165,19 @@ static void crash_case(const char *label, int before_shutdown,
     pr_msgs_init(&m);
     curfew *cf = pr_parent(dir, NULL, rec, sizeof(rec));
     curfew_proc_options o = pr_opts(label, &m);
-    curfew_proc *p = pr_spawn(cf, &o, a1, a2, a3, NULL);
-    if (before_shutdown)
+    pr_ready ready;
+    pr_ready_open(&ready);
+    curfew_proc *p;
+    if (before_shutdown) {
+        p = pr_spawn(cf, &o, a1, a2, a3, NULL);
         pr_wait_exited(p, 20000);
+    } else {
+        /* Attached before the shutdown begins: the time measured below is
+         * not the child's start (seconds for a sanitized child on a loaded
+         * machine). */
+        p = pr_spawn(cf, &o, ready.arg, a1, a2, a3, NULL);
+        pr_ready_wait(&ready, 1, 20000);
+    }
     int64_t took = run(cf);
     /* The parent never waits for the force-kill timer (5000 ms) on a
      * child that is gone. */
@@ -202,6 +212,7 @@ static void crash_case(const char *label, int before_shutdown,
     CHECK_EQ(curfew_proc_free(p), 0);
     CHECK_EQ(curfew_destroy(cf), 0);
     curfew__json_free(r);
+    pr_ready_close(&ready);
     pr_done(dir);
 }
 
@@ -242,11 +253,15 @@ TEST(pr_crash_at_begin)
                "sleep=drain:100", NULL);
 }
 
-/* P4, P5: as the child sends its first status (SIGKILL). */
+/* P4, P5: as the child sends its first status (SIGKILL). Its status
+ * goes up when its thread sees a blocker pending (at Shutdown, then every
+ * 100 ms): "drain" lasts long enough (3000 ms) for that to happen even on
+ * a loaded machine; with 300 ms it once did not, and the first message
+ * was FinishShutdown (result "ok"). */
 TEST(pr_crash_at_status)
 {
     crash_case("status", 0, "error", "signal 9", SIGKILL, 0, "step=msg-sent",
-               "sleep=drain:300", NULL);
+               "sleep=drain:3000", NULL);
 }
 
 /* P4: an exit in the middle of its phases (a trigger in "persist" calls

@@ -65,7 +65,7 @@ static int64_t parallel(int n, int ms, int64_t bound_ms)
     const curfew__jval *bl =
         pr_jget(pr_phase(r, "children"), "blockers", CURFEW__J_ARR);
     CHECK_EQ(bl->n, n);
-    int64_t start_min = INT64_MAX, start_max = INT64_MIN;
+    int64_t start_min = INT64_MAX, start_max = INT64_MIN, end_min = INT64_MAX;
     for (int i = 0; i < n; i++) {
         char name[64];
         pr_child_name(name, sizeof(name), kids[i], labels[i]);
@@ -74,13 +74,21 @@ static int64_t parallel(int n, int ms, int64_t bound_ms)
             th_fail(__FILE__, __LINE__, "no blocker \"%s\"", name);
         CHECK_STR(pr_jstr(b, "barrier"), "children");
         CHECK_STR(pr_jstr(b, "result"), "ok");
-        int64_t s = pr_jint(b, "start_ms");
+        int64_t s = pr_jint(b, "start_ms"), e = pr_jint(b, "end_ms");
         start_min = s < start_min ? s : start_min;
         start_max = s > start_max ? s : start_max;
+        end_min = e < end_min ? e : end_min;
     }
-    /* Shutdown went to all at once: every blocker started together and
-     * every child began its own shutdown within a short window. */
-    CHECK(start_max - start_min <= 50);
+    /* Shutdown went to all at once: every blocker started (its trigger
+     * sent Shutdown) before any of them finished, and every child began
+     * its own shutdown within a short window. The triggers run one after
+     * another on the dispatching thread: under TSan on a loaded machine 64
+     * of them took 70 ms, so the spread itself is only printed; one child
+     * after another, the last would start after the others finished. */
+    printf("the blockers started within %" PRId64
+           " ms, the first finished at %" PRId64 " ms\n",
+           start_max - start_min, end_min);
+    CHECK(start_max < end_min);
     pthread_mutex_lock(&m.mu);
     CHECK_EQ(m.nstamps, n);
     int64_t b_min = INT64_MAX, b_max = INT64_MIN;
@@ -118,28 +126,37 @@ static int64_t parallel(int n, int ms, int64_t bound_ms)
     return phase_ms;
 }
 
-/* Bounds measured on a two-core machine, unloaded, then doubled or more:
- * 16 x 200 ms took 230-250 ms (plain), 340-360 (ASan), 510-920 (TSan);
- * 64 x 100 ms took 180-230 ms (plain), 820-950 (ASan), 1480-2000 (TSan).
- * Sanitized children need far more CPU to wake, run their phases and
- * exit, and 64 of them share two cores. */
-static int64_t bound(int64_t plain, int64_t asan, int64_t tsan)
+/* What each child needs in its "drain", by build. The phase must take
+ * less than three quarters of the sum (bound_ms = n * ms * 3 / 4): one
+ * child after another would take the whole sum and more. Sanitized
+ * children need far more CPU to wake, run their phases and exit, and 64
+ * of them share two cores: on a two-core machine loaded by other test
+ * runs (load 30-40), 16 x 200 ms took up to 600 ms (plain), 1470 (ASan),
+ * 1780 (TSan), 16 x 500 ms 4500 ms (ASan), and 64 x 100 ms up to 450 ms
+ * (plain), 1600 (ASan), 3480 (TSan), the children beginning their
+ * shutdowns within 1050 (ASan) and 2400 ms (TSan) of each other. So the
+ * children of sanitizer builds sleep longer, which keeps that overhead
+ * well under the bound. */
+static int per_build(int plain, int asan, int tsan)
 {
     return pr_tsan() ? tsan : pr_asan() ? asan : plain;
 }
 
-/* P2: 16 children needing 200 ms each: the phase takes about 200 ms, not
- * the 3200 ms sum. */
+/* P2: 16 children needing 200 ms each (sanitizers: 800): the phase takes
+ * about that long plus the overhead, well under the 3200 ms sum
+ * (12 800). */
 TEST(pr_parallel_16)
 {
-    parallel(16, 200, bound(1000, 2000, 2500));
+    int ms = per_build(200, 800, 800);
+    parallel(16, ms, 16 * ms * 3 / 4);
 }
 
-/* P2: 64 children needing 100 ms each shut down well under a second
- * (sanitizer builds: 3000 ms, TSan 4500 ms), below the 6.4 s sum. */
+/* P2: 64 children needing 100 ms each (sanitizers: 200, TSan 300) shut
+ * down well under the 6.4 s sum (12.8 s, 19.2 s). */
 TEST(pr_parallel_64)
 {
-    parallel(64, 100, bound(1000, 3000, 4500));
+    int ms = per_build(100, 200, 300);
+    parallel(64, ms, 64 * ms * 3 / 4);
 }
 
 /* P3: 10 000 numbered messages sent right before FinishShutdown all reach
@@ -279,9 +296,11 @@ TEST(pr_messages_both_ways)
 }
 
 /* P3: without fast_exit the child sends FinishShutdown after finish_after
- * ("drain") and then runs its remaining phases (a 1000 ms blocker in
+ * ("drain") and then runs its remaining phases (a 3000 ms blocker in
  * "persist") before it exits with its own status. The parent's blocker
- * finished at FinishShutdown, long before. */
+ * finished at FinishShutdown, long before: its whole shutdown is shorter
+ * than the child's "persist" alone (it took 1030 ms once under TSan on a
+ * loaded machine, so that phase is not a mere second). */
 TEST(pr_full_teardown)
 {
     char dir[PR_PATH], rec[PR_PATH];
@@ -290,10 +309,14 @@ TEST(pr_full_teardown)
     pr_msgs_init(&m);
     curfew *cf = pr_parent(dir, NULL, rec, sizeof(rec));
     curfew_proc_options o = pr_opts("teardown", &m);
+    /* The force-kill timer runs from Shutdown to the child's end, whatever
+     * FinishShutdown said: far beyond the child's 3000 ms, and its exit
+     * (LeakSanitizer's check included) on a loaded machine. */
+    o.kill_after_ms = 20000;
     pr_ready ready;
     pr_ready_open(&ready);
     curfew_proc *p = pr_spawn(cf, &o, ready.arg, "fast=0", "finish=drain",
-                              "sleep=persist:1000", "rc=5", NULL);
+                              "sleep=persist:3000", "rc=5", NULL);
     pr_ready_wait(&ready, 1, 20000);
     CHECK_EQ(curfew_begin(cf), 0);
     int64_t t0 = th_now_ms();
@@ -307,8 +330,8 @@ TEST(pr_full_teardown)
     int64_t t_exit = th_now_ms() - t0;
     printf("parent shutdown %" PRId64 " ms, child exit at %" PRId64 " ms\n",
            t_run, t_exit);
-    CHECK(t_run < 1000);
-    CHECK(t_exit >= 900);
+    CHECK(t_run < 3000);
+    CHECK(t_exit >= 2900);
     CHECK(WIFEXITED(st));
     CHECK_EQ(WEXITSTATUS(st), 5);
     curfew__jval *r = pr_parse_file(rec);
@@ -402,9 +425,32 @@ CHILD(pr_exit_after)
     return atoi(argv[1]);
 }
 
+/* A blocker of "drain" that waits until the program's own child (arg) has
+ * ended, without reaping it: it is a zombie from then on, while curfew
+ * reaps its own children in "children". */
+static int own_child_ended(curfew_blocker self, void *arg)
+{
+    (void)self;
+    pid_t own = (pid_t)(intptr_t)arg;
+    int64_t end = th_now_ms() + 20000;
+    for (;;) {
+        siginfo_t si;
+        memset(&si, 0, sizeof(si));
+        CHECK_EQ(waitid(P_PID, (id_t)own, &si, WEXITED | WNOHANG | WNOWAIT), 0);
+        if (si.si_pid == own)
+            return CURFEW_DONE;
+        if (th_now_ms() > end)
+            th_fail(__FILE__, __LINE__, "our own child %d never ended",
+                    (int)own);
+        th_sleep_ms(2);
+    }
+}
+
 /* P4 without a SIGCHLD handler: the program's own child, unknown to
  * curfew, ends while curfew reaps its children, and is still there for the
- * program's waitpid() with its status. */
+ * program's waitpid() with its status. It ends 300 ms after it started;
+ * the shutdown waits for that in "drain" (a loaded machine may start it
+ * late), so it is a zombie all through "children". */
 TEST(pr_own_children_untouched)
 {
     char dir[PR_PATH];
@@ -418,6 +464,9 @@ TEST(pr_own_children_untouched)
     curfew_proc_options o = pr_opts("kid", &m);
     curfew_proc *a = pr_spawn(cf, &o, "sleep=drain:800", NULL);
     curfew_proc *b = pr_spawn(cf, &o, "sleep=drain:600", NULL);
+    CHECK_EQ(curfew_add_blocker(curfew_phase(cf, "drain"), "own child ended",
+                                own_child_ended, (void *)(intptr_t)own, NULL),
+             0);
     CHECK_EQ(curfew_begin(cf), 0);
     CHECK_EQ(curfew_run(cf), 0);
     pr_wait_exited(a, 20000);
