@@ -614,7 +614,10 @@ static void *reader_main(void *arg)
     struct reader *r = arg;
     int max_seen = -1;
     int prev_in[NPHASES] = {0};
-    while (!atomic_load(&r->stop) && !r->error[0]) {
+    /* One last round after stop was set (it is set once the shutdown has
+     * completed): however late this thread got to run, it sees the end. */
+    for (int last = 0; !last && !r->error[0];) {
+        last = atomic_load(&r->stop);
         /* Highest phase first: phases only move forward (C3), so a phase
          * that is "in or beyond" makes every earlier one so too. */
         int in[NPHASES];

@@ -7,6 +7,7 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -420,18 +421,39 @@ int io_thread_count(void)
     return io_count_entries("/proc/self/task");
 }
 
-static void *nothing(void *arg)
+int io_wait_thread_count(int want, int64_t limit_ms)
 {
-    return arg;
+    int64_t end = th_now_ms() + limit_ms;
+    int n;
+    while ((n = io_thread_count()) != want && th_now_ms() < end)
+        th_sleep_ms(2);
+    return n;
+}
+
+static void *note_tid(void *arg)
+{
+    *(int *)arg = (int)syscall(SYS_gettid);
+    return NULL;
 }
 
 void io_warm_threads(void)
 {
     pthread_t th;
-    if (pthread_create(&th, NULL, nothing, NULL) != 0)
+    int tid = 0;
+    if (pthread_create(&th, NULL, note_tid, &tid) != 0)
         th_fail(__FILE__, __LINE__, "pthread_create failed");
     pthread_join(th, NULL);
-    th_sleep_ms(20);
+    /* Its task leaves /proc/self/task a moment after the join (later on a
+     * loaded machine): wait until it has. */
+    char path[64];
+    snprintf(path, sizeof(path), "/proc/self/task/%d", tid);
+    int64_t end = th_now_ms() + 10000;
+    while (access(path, F_OK) == 0) {
+        if (th_now_ms() > end)
+            th_fail(__FILE__, __LINE__, "thread %d still in %s after 10 s", tid,
+                    path);
+        th_sleep_ms(1);
+    }
 }
 
 uint32_t io_rand(uint32_t *state)

@@ -110,6 +110,9 @@ curfew_io_stats io_stats_settled(curfew_io *io, int64_t limit_ms);
 
 /* Threads of this process (/proc/self/task). */
 int io_thread_count(void);
+/* io_thread_count() once it is want, or after limit_ms: joined threads
+ * leave /proc/self/task a moment after the join. */
+int io_wait_thread_count(int want, int64_t limit_ms);
 /* Starts and joins one thread, so that threads a sanitizer runtime starts
  * at the first pthread_create() exist before a test counts threads. */
 void io_warm_threads(void);

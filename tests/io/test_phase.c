@@ -419,7 +419,7 @@ TEST(io_threads_on_first_use)
     while (curfew_queue_free(q) == -EBUSY && th_now_ms() < end)
         th_sleep_ms(1);
     io_destroy_io(io, 5000);
-    CHECK_EQ(io_thread_count(), base);
+    CHECK_EQ(io_wait_thread_count(base, 10000), base);
     CHECK_EQ(curfew_destroy(cf), 0);
     io_waiter_destroy(&w);
     io_rmtree(dir);

@@ -174,6 +174,12 @@ void lt_env_done(lt_env *env)
 static void *finisher_main(void *arg)
 {
     lt_mod *mod = arg;
+    if (mod->meet) {
+        int64_t end = th_now_ms() + LT_MEET_MS;
+        while (atomic_load(&mod->meet->started) < mod->meet->want &&
+               th_now_ms() < end)
+            th_sleep_ms(1);
+    }
     th_sleep_ms(mod->delay_ms);
     atomic_store(&mod->end_seq, atomic_fetch_add(&mod->log->seq, 1));
     atomic_store(&mod->t_end_ms, th_now_ms());
@@ -189,6 +195,8 @@ int lt_mod_shutdown(curfew_module *m, void *arg)
     mod->shutdown_thread = pthread_self();
     atomic_store(&mod->t_start_ms, th_now_ms());
     atomic_store(&mod->start_seq, atomic_fetch_add(&mod->log->seq, 1));
+    if (mod->meet)
+        atomic_fetch_add(&mod->meet->started, 1);
     /* L4: from the moment its shutdown starts, the module refuses users. */
     CHECK_EQ(curfew_module_state(m), CURFEW_MODULE_STOPPING);
     CHECK_EQ(curfew_module_enter(m), -ESHUTDOWN);

@@ -83,12 +83,24 @@ typedef struct lt_log {
     atomic_int seq;
 } lt_log;
 
+/* Modules that meet: the finisher thread of each waits until the
+ * shutdowns of `want` of them have started (at most LT_MEET_MS) before it
+ * counts its delay, so modules that run in parallel overlap however late a
+ * loaded machine runs each step; modules run one after another cannot
+ * meet, and then finish after LT_MEET_MS, in order. */
+#define LT_MEET_MS 5000
+typedef struct lt_meet {
+    atomic_int started;
+    int want;
+} lt_meet;
+
 typedef struct lt_mod {
     const char *name;
     lt_log *log;
-    int delay_ms; /* 0: finishes inside its shutdown; > 0: CURFEW_PENDING,
-                     then curfew_module_done() from a thread after that */
-    int result;   /* the shutdown's error (0: success) */
+    lt_meet *meet; /* NULL: no meeting */
+    int delay_ms;  /* 0: finishes inside its shutdown; > 0: CURFEW_PENDING,
+                      then curfew_module_done() from a thread after that */
+    int result;    /* the shutdown's error (0: success) */
     curfew_module *m;
     atomic_int calls;     /* shutdowns run */
     atomic_int start_seq; /* -1 until its shutdown started */

@@ -195,6 +195,10 @@ TEST(lt_enter_race)
     pthread_t th[6];
     for (int i = 0; i < 6; i++)
         CHECK_EQ(pthread_create(&th[i], NULL, race_user, &c), 0);
+    /* The users are at it (on a loaded machine they may start late). */
+    int64_t end = th_now_ms() + 10000;
+    while (atomic_load(&c.entered) == 0 && th_now_ms() < end)
+        th_sleep_ms(1);
     th_sleep_ms(50);
     lt_env_shutdown(&env);
     for (int i = 0; i < 6; i++)

@@ -10,6 +10,7 @@
 #include <errno.h>
 #include <pthread.h>
 #include <sys/wait.h>
+#include <time.h>
 
 static curfew_module *reg(curfew *cf, const char *name)
 {
@@ -704,6 +705,15 @@ TEST(lt_live_threads)
 /* L3: the cost of one curfew_live_acquire() + curfew_live_release() pair
  * on one thread, printed for the record ("a few nanoseconds"); only a very
  * generous bound is checked here, the benchmark suite keeps the figure. */
+/* CPU time of the calling thread: what the calls cost, without the time a
+ * loaded machine keeps the thread off the CPU. */
+static int64_t thread_cpu_ns(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+    return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
 TEST(lt_live_cost)
 {
     lt_env env;
@@ -721,19 +731,20 @@ TEST(lt_live_cost)
     for (int i = 0; i < 10000; i++) /* warm up */
         errors |=
             curfew_live_acquire(m, "Bench") | curfew_live_release(m, "Bench");
-    int64_t t0 = lt_now_ns();
+    int64_t t0 = thread_cpu_ns();
     for (int i = 0; i < n; i++)
         errors |=
             curfew_live_acquire(m, "Bench") | curfew_live_release(m, "Bench");
-    int64_t t1 = lt_now_ns();
+    int64_t t1 = thread_cpu_ns();
     CHECK_EQ(errors, 0);
     CHECK_EQ(curfew_live_count(m, "Bench"), 0);
     double ns = (double)(t1 - t0) / n;
-    printf("curfew_live_acquire+release: %.1f ns per pair (%d pairs%s)\n", ns,
-           n,
-           lt_tsan()   ? ", TSan"
-           : lt_asan() ? ", ASan"
-                       : "");
+    printf(
+        "curfew_live_acquire+release: %.1f ns of CPU per pair (%d pairs%s)\n",
+        ns, n,
+        lt_tsan()   ? ", TSan"
+        : lt_asan() ? ", ASan"
+                    : "");
     CHECK(ns < 10000.0);
     lt_env_done(&env);
 }

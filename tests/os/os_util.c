@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #if defined(__SANITIZE_THREAD__)
@@ -149,9 +150,27 @@ void os_redirect_stderr(const char *path)
     }
 }
 
-static void *nothing(void *arg)
+static void *note_tid(void *arg)
 {
-    return arg;
+    *(int *)arg = (int)syscall(SYS_gettid);
+    return NULL;
+}
+
+static int count_tasks(void);
+
+/* The task of a joined thread leaves /proc/self/task a moment after the
+ * join (later on a loaded machine). */
+static void wait_task_gone(int tid, int64_t limit_ms)
+{
+    char path[64];
+    snprintf(path, sizeof(path), "/proc/self/task/%d", tid);
+    int64_t end = th_now_ms() + limit_ms;
+    while (access(path, F_OK) == 0) {
+        if (th_now_ms() > end)
+            th_fail(__FILE__, __LINE__, "thread %d still in %s after %lld ms",
+                    tid, path, (long long)limit_ms);
+        th_sleep_ms(1);
+    }
 }
 
 int os_count_threads(void)
@@ -159,11 +178,29 @@ int os_count_threads(void)
     static int warm;
     if (!warm) {
         pthread_t t;
-        if (pthread_create(&t, NULL, nothing, NULL) == 0)
+        int tid = 0;
+        if (pthread_create(&t, NULL, note_tid, &tid) == 0) {
             pthread_join(t, NULL);
+            wait_task_gone(tid, 10000);
+        }
         warm = 1;
-        th_sleep_ms(10);
     }
+    return count_tasks();
+}
+
+int os_wait_threads(int want, int64_t limit_ms)
+{
+    int n = os_count_threads();
+    int64_t end = th_now_ms() + limit_ms;
+    while (n != want && th_now_ms() < end) {
+        th_sleep_ms(2);
+        n = count_tasks();
+    }
+    return n;
+}
+
+static int count_tasks(void)
+{
     DIR *d = opendir("/proc/self/task");
     if (!d)
         th_fail(__FILE__, __LINE__, "opendir /proc/self/task failed");

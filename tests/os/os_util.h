@@ -42,5 +42,8 @@ void os_redirect_stderr(const char *path);
  * that a sanitizer's own background thread (ThreadSanitizer starts one at
  * the first pthread_create) is counted from the start. */
 int os_count_threads(void);
+/* os_count_threads() once it is want, or after limit_ms: threads that were
+ * joined leave /proc/self/task a moment after the join. */
+int os_wait_threads(int want, int64_t limit_ms);
 
 #endif

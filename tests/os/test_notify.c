@@ -434,7 +434,7 @@ TEST(notify_idle_c6)
     CHECK_EQ(curfew_notify_attach_opts(cf, &o), 0);
     take(l, 200);
     CHECK_EQ(l->n, 0);
-    CHECK_EQ(os_count_threads(), t0);
+    CHECK_EQ(os_wait_threads(t0, 10000), t0);
     CHECK_EQ(curfew_begin(cf), 0);
     CHECK_EQ(curfew_dispatch(cf), 0);
     CHECK_EQ(os_count_threads(), t0 + 2); /* the watchdog and the notifier */
@@ -443,7 +443,7 @@ TEST(notify_idle_c6)
     CHECK_STR(l->got[0].text, "STOPPING=1");
     CHECK_EQ(curfew_blocker_done(b), 0);
     CHECK_EQ(curfew_run(cf), 0);
-    CHECK_EQ(os_count_threads(), t0 + 1); /* joined at completion */
+    CHECK_EQ(os_wait_threads(t0 + 1, 10000), t0 + 1); /* joined at completion */
     take(l, 200);
     CHECK(starts(l->got[l->n - 1].text, "STATUS=stopped: "));
     CHECK_EQ(curfew_destroy(cf), 0);

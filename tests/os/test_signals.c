@@ -14,6 +14,7 @@
 #include <errno.h>
 #include <pthread.h>
 #include <signal.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -58,9 +59,10 @@ static int slow_trigger(curfew_blocker self, void *arg)
 }
 
 /* key=value arguments: dir (stderr goes to dir/stderr), fd (a pipe for
- * R ready, B begun, D drain began, C complete), record, quit=1, state
- * (SIGQUIT report file), hang=1 (a drain blocker that never finishes),
- * slow=MS (a drain blocker a thread finishes after MS), nodispatch=1. */
+ * R ready, B begun, D drain began, C complete; S begun, with nodispatch),
+ * record, quit=1, state (SIGQUIT report file), hang=1 (a drain blocker
+ * that never finishes), slow=MS (a drain blocker a thread finishes after
+ * MS), nodispatch=1. */
 CHILD(sig_kid)
 {
     const char *record = NULL, *state = NULL;
@@ -109,7 +111,18 @@ CHILD(sig_kid)
         return 12;
     os_put_byte(K.fd, 'R');
     if (nodispatch) {
-        th_sleep_ms(30000);
+        /* Never dispatches; says S once a signal has begun the shutdown
+         * (C4: read without dispatching), so that the parent does not send
+         * the next one while the first is still pending (two pending
+         * SIGINTs are one). */
+        int said = 0;
+        for (int64_t end = th_now_ms() + 30000; th_now_ms() < end;) {
+            if (!said && curfew_current_phase(cf) != NULL) {
+                os_put_byte(K.fd, 'S');
+                said = 1;
+            }
+            th_sleep_ms(5);
+        }
         return 3;
     }
     if (curfew_run(cf) != 0)
@@ -173,18 +186,46 @@ static void kid_expect(kid *k, char want)
 #define OS_TSAN 0
 #endif
 
+/* 1 once the child's main thread is blocked in a system call other than
+ * write() (/proc/PID/syscall starts with its number; "running" or -1 when
+ * it is not in one), -1 if that file cannot be read. */
+static int kid_blocked_elsewhere(kid *k)
+{
+    char path[64];
+    snprintf(path, sizeof(path), "/proc/%d/syscall", (int)k->pid);
+    char *s = os_read_file(path);
+    if (!s || !*s) {
+        free(s);
+        return -1;
+    }
+    char *end;
+    long nr = strtol(s, &end, 10);
+    int blocked = end != s && nr >= 0 && nr != SYS_write;
+    free(s);
+    return blocked;
+}
+
 /* Sends sig to the child. Under ThreadSanitizer it first lets the child
  * leave the write() that told us its state: the TSan runtimes of GCC 12
  * and clang 14 lose an asynchronous signal that arrives while the thread is
  * inside an intercepted write() (a twenty-line program without curfew,
  * which writes to a pipe and polls an eventfd its SIGINT handler writes,
  * loses one signal in about fifty when the parent signals right after
- * reading; none with this pause, none without TSan). A signal that arrives
- * anywhere else is delivered, also under TSan. */
+ * reading; none with a pause, none without TSan). A signal that arrives
+ * anywhere else is delivered, also under TSan. A fixed pause is not
+ * enough on a loaded machine: wait until the child's main thread blocks in
+ * another system call (poll or sleep), 100 ms more if that cannot be
+ * seen. */
 static void kid_signal(kid *k, int sig)
 {
-    if (OS_TSAN)
-        th_sleep_ms(100);
+    if (OS_TSAN) {
+        int64_t end = th_now_ms() + 10000;
+        int b;
+        while ((b = kid_blocked_elsewhere(k)) == 0 && th_now_ms() < end)
+            th_sleep_ms(1);
+        if (b < 0)
+            th_sleep_ms(100);
+    }
     CHECK(kill(k->pid, sig) == 0);
 }
 
@@ -322,6 +363,7 @@ TEST(sigint_twice_before_dispatch)
     kid k;
     kid_start(&k, "nodispatch=1", "hang=1", NULL, NULL);
     kid_signal(&k, SIGINT);
+    kid_expect(&k, 'S');
     th_sleep_ms(100);
     CHECK(kid_alive(&k)); /* the first one only began the shutdown */
     kid_signal(&k, SIGINT);
@@ -517,7 +559,7 @@ TEST(helper_thread_c6)
              0);
     CHECK_EQ(curfew_signals_install(cf, 0), 0);
     th_sleep_ms(20);
-    CHECK_EQ(os_count_threads(), t0);
+    CHECK_EQ(os_wait_threads(t0, 10000), t0);
     CHECK_EQ(curfew_begin(cf), 0);
     CHECK_EQ(os_count_threads(), t0 + 1); /* the watchdog */
     CHECK_EQ(curfew_dispatch(cf), 0);
@@ -526,13 +568,13 @@ TEST(helper_thread_c6)
     CHECK_EQ(curfew_run(cf), 0);
     CHECK_EQ(curfew_signals_uninstall(cf), 0);
     CHECK_EQ(curfew_destroy(cf), 0);
-    CHECK_EQ(os_count_threads(), t0);
+    CHECK_EQ(os_wait_threads(t0, 10000), t0);
 
     CHECK_EQ(curfew_create(&cf, NULL), 0);
     CHECK_EQ(curfew_signals_install(cf, CURFEW_SIGNALS_QUIT), 0);
     CHECK_EQ(os_count_threads(), t0 + 1);
     CHECK_EQ(curfew_signals_uninstall(cf), 0);
-    CHECK_EQ(os_count_threads(), t0);
+    CHECK_EQ(os_wait_threads(t0, 10000), t0);
     CHECK_EQ(curfew_destroy(cf), 0);
 }
 
@@ -549,7 +591,7 @@ TEST(destroy_uninstalls)
     CHECK(handler_of(SIGTERM) == SIG_DFL);
     CHECK(handler_of(SIGINT) == SIG_DFL);
     CHECK(handler_of(SIGQUIT) == SIG_DFL);
-    CHECK_EQ(os_count_threads(), t0);
+    CHECK_EQ(os_wait_threads(t0, 10000), t0);
     /* The signals are free for the next coordinator. */
     CHECK_EQ(curfew_create(&cf, NULL), 0);
     CHECK_EQ(curfew_signals_install(cf, 0), 0);

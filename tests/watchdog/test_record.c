@@ -165,12 +165,16 @@ TEST(wd_record_phase_changes)
 static struct {
     curfew *cf;
     curfew_blocker fail_later, removed, svc_job;
+    atomic_int fail_later_triggered;
 } h;
 
+/* Fails "fail-later" 20 ms after its trigger ran (not after p2 began: its
+ * trigger may run later than that on a loaded machine). */
 static void *helper(void *arg)
 {
     (void)arg;
-    while (curfew_in_or_beyond(h.cf, "p2") != 1)
+    int64_t end = th_now_ms() + 10000;
+    while (!atomic_load(&h.fail_later_triggered) && th_now_ms() < end)
         th_sleep_ms(1);
     th_sleep_ms(20);
     curfew_blocker_fail(h.fail_later, -ENOSPC, "disk full");
@@ -183,6 +187,14 @@ static int pending_trigger(curfew_blocker self, void *arg)
 {
     (void)self;
     (void)arg;
+    return CURFEW_PENDING;
+}
+
+static int fail_later_trigger(curfew_blocker self, void *arg)
+{
+    (void)self;
+    (void)arg;
+    atomic_store(&h.fail_later_triggered, 1);
     return CURFEW_PENDING;
 }
 
@@ -229,7 +241,7 @@ TEST(wd_record_results)
     CHECK_EQ(curfew_blocker_done(early), 0);
     CHECK_EQ(curfew_add_blocker(p1, "ok-now", done_trigger, NULL, NULL), 0);
     CHECK_EQ(curfew_add_blocker(p1, "trig-fail", eio_trigger, NULL, NULL), 0);
-    CHECK_EQ(curfew_add_blocker(p2, "fail-later", pending_trigger, NULL,
+    CHECK_EQ(curfew_add_blocker(p2, "fail-later", fail_later_trigger, NULL,
                                 &h.fail_later),
              0);
     CHECK_EQ(curfew_add_blocker(p2, "removed", NULL, NULL, &h.removed), 0);

@@ -500,17 +500,28 @@ int64_t wd_ctx_switches(int tid)
     return found == 2 ? sum : -1;
 }
 
-static void *nothing(void *arg)
+static void *note_tid(void *arg)
 {
-    return arg;
+    *(int *)arg = (int)syscall(SYS_gettid);
+    return NULL;
 }
 
 void wd_warm_threads(void)
 {
     pthread_t t;
-    if (pthread_create(&t, NULL, nothing, NULL) != 0)
+    int tid = 0;
+    if (pthread_create(&t, NULL, note_tid, &tid) != 0)
         th_fail(__FILE__, __LINE__, "pthread_create failed");
     pthread_join(t, NULL);
-    /* The joined thread's task leaves /proc a moment after the join. */
-    th_sleep_ms(20);
+    /* The joined thread's task leaves /proc a moment after the join (later
+     * on a loaded machine): wait until it has. */
+    char path[64];
+    snprintf(path, sizeof(path), "/proc/self/task/%d", tid);
+    int64_t end = th_now_ms() + 10000;
+    while (access(path, F_OK) == 0) {
+        if (th_now_ms() > end)
+            th_fail(__FILE__, __LINE__, "thread %d still in %s after 10 s", tid,
+                    path);
+        th_sleep_ms(1);
+    }
 }

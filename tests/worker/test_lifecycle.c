@@ -34,8 +34,8 @@ static curfew_worker *start_plain(const char *name,
 struct reader {
     curfew_worker *w;
     pthread_t th;
-    unsigned seen; /* bit i: state i was seen */
-    int backwards; /* a sample lower than the one before */
+    atomic_uint seen; /* bit i: state i was seen */
+    int backwards;    /* a sample lower than the one before */
     int first, last;
     uint64_t samples;
 };
@@ -51,7 +51,7 @@ static void *reader_main(void *p)
             r->first = st;
         if (st < prev)
             r->backwards++;
-        r->seen |= 1u << st;
+        atomic_fetch_or(&r->seen, 1u << st);
         prev = st;
         r->samples++;
         if (st == CURFEW_WORKER_DEAD)
@@ -68,23 +68,45 @@ struct walk {
     int in_task, in_closing_task, in_queued_task, in_weak, in_killing;
     curfew_worker_ref *strong;
     atomic_int weak_told, killed;
+    atomic_int posted; /* the test thread posted every task */
     int close_rc, post_rc;
 };
 
-#define DWELL_MS 25
+/* The readers of wk_states_forward_any_thread. A step holds the worker in
+ * its state until every reader has seen that state (a fixed pause is not
+ * enough: on a loaded machine a reader can stay off the CPU for longer),
+ * for at most DWELL_LIMIT_MS; a reader that still has not seen it then
+ * fails the test. */
+#define DWELL_LIMIT_MS 10000
+static struct reader *walk_readers;
+
+static void dwell(curfew_worker *w)
+{
+    int st = curfew_worker_state(w);
+    int64_t end = th_now_ms() + DWELL_LIMIT_MS;
+    for (int i = 0; walk_readers && i < NREADERS; i++)
+        while (!(atomic_load(&walk_readers[i].seen) & (1u << st)) &&
+               th_now_ms() < end)
+            th_sleep_ms(1);
+}
 
 static void queued_task(curfew_worker *w, void *arg)
 {
     struct walk *k = arg;
     k->in_queued_task = curfew_worker_state(w);
-    th_sleep_ms(DWELL_MS);
+    dwell(w);
 }
 
 static void slow_task(curfew_worker *w, void *arg)
 {
     struct walk *k = arg;
     k->in_task = curfew_worker_state(w);
-    th_sleep_ms(DWELL_MS);
+    /* The next task closes the worker: not before the test thread posted
+     * the one after it. */
+    int64_t end = th_now_ms() + DWELL_LIMIT_MS;
+    while (!atomic_load(&k->posted) && th_now_ms() < end)
+        th_sleep_ms(1);
+    dwell(w);
 }
 
 static void closing_task(curfew_worker *w, void *arg)
@@ -95,7 +117,7 @@ static void closing_task(curfew_worker *w, void *arg)
     /* K3: closed: no new task, from its own thread either. */
     k->post_rc =
         curfew_worker_post(w, CURFEW_TASK_BLOCK_SHUTDOWN, queued_task, k);
-    th_sleep_ms(DWELL_MS);
+    dwell(w);
 }
 
 static void walk_weak(curfew_worker_ref *ref, void *arg)
@@ -103,14 +125,14 @@ static void walk_weak(curfew_worker_ref *ref, void *arg)
     struct walk *k = arg;
     k->in_weak = curfew_worker_state(curfew_worker_ref_worker(ref));
     atomic_store(&k->weak_told, 1);
-    th_sleep_ms(DWELL_MS);
+    dwell(curfew_worker_ref_worker(ref));
 }
 
 static void walk_killing(curfew_worker *w, void *arg)
 {
     struct walk *k = arg;
     k->in_killing = curfew_worker_state(w);
-    th_sleep_ms(DWELL_MS);
+    dwell(w);
     atomic_store(&k->killed, 1);
 }
 
@@ -123,12 +145,13 @@ TEST(wk_states_forward_any_thread)
     struct walk k;
     memset(&k, 0, sizeof(k));
     curfew_worker *w = start_plain("walker", walk_killing, &k);
-    struct reader rd[NREADERS];
+    static struct reader rd[NREADERS];
     for (int i = 0; i < NREADERS; i++) {
         memset(&rd[i], 0, sizeof(rd[i]));
         rd[i].w = w;
         CHECK_EQ(pthread_create(&rd[i].th, NULL, reader_main, &rd[i]), 0);
     }
+    walk_readers = rd;
     curfew_worker_ref *weak;
     CHECK_EQ(curfew_worker_ref_weak(w, "walk-weak", walk_weak, &k, &weak), 0);
     CHECK_EQ(curfew_worker_ref_strong(w, "walk-strong", &k.strong), 0);
@@ -139,10 +162,11 @@ TEST(wk_states_forward_any_thread)
     CHECK_EQ(
         curfew_worker_post(w, CURFEW_TASK_SKIP_ON_SHUTDOWN, queued_task, &k),
         0);
+    atomic_store(&k.posted, 1);
     /* The worker goes on to CANCELING by itself once the queue is empty;
      * the strong reference holds it there (K2). */
     wk_wait_flag(&k.weak_told, 1, 5000);
-    th_sleep_ms(DWELL_MS);
+    dwell(w);
     CHECK_EQ(curfew_worker_state(w), CURFEW_WORKER_CANCELING);
     CHECK_EQ(curfew_worker_ref_release(k.strong), 0);
     for (int i = 0; i < NREADERS; i++)
@@ -154,7 +178,7 @@ TEST(wk_states_forward_any_thread)
         CHECK_EQ(rd[i].last, CURFEW_WORKER_DEAD);
         CHECK(rd[i].first <= CURFEW_WORKER_RUNNING);
         for (int st = CURFEW_WORKER_RUNNING; st <= CURFEW_WORKER_DEAD; st++)
-            if (!(rd[i].seen & (1u << st)))
+            if (!(atomic_load(&rd[i].seen) & (1u << st)))
                 th_fail(__FILE__, __LINE__, "reader %d never saw state %d", i,
                         st);
     }
