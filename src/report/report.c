@@ -77,9 +77,10 @@ static int walk(curfew *cf, curfew_barrier *b, visit_fn fn, void *ctx, snap *s,
         s->file = sl->file;
         s->func = sl->func;
         s->line = sl->line;
-        s->state = curfew__state_of(atomic_load(&sl->ctl));
+        uint64_t ctl = atomic_load(&curfew__hot_at(cf, idx)->ctl);
+        s->state = curfew__state_of(ctl);
         s->t_start = atomic_load(&sl->t_start);
-        s->t_end = atomic_load(&sl->t_end);
+        s->t_end = curfew__tend_of(ctl);
         s->err = atomic_load(&sl->err);
         s->barrier = b;
         s->inner = sl->trigger == curfew__nested_trigger ? sl->arg : NULL;
@@ -197,7 +198,9 @@ static int visit_condition(void *ctx, const snap *s)
     curfew__jw_kstr(w, "file", s->file);
     curfew__jw_kint(w, "line", s->line);
     curfew__jw_kstr(w, "function", s->func);
-    curfew__jw_kint(w, "age_ms", c->now - since);
+    /* A blocker that started after the report took its time (the walk
+     * reads each slot later) is younger than any age: 0, never below. */
+    curfew__jw_kint(w, "age_ms", c->now > since ? c->now - since : 0);
     curfew__jw_kstr(w, "barrier", s->barrier->name);
     curfew__jw_obj_end(w);
     return 0;
@@ -229,7 +232,7 @@ int curfew__report_write(curfew *cf, int fd, const char *type,
     while (depth > 0)
         curfew__jw_str(&w, path[--depth]);
     curfew__jw_arr_end(&w);
-    curfew__jw_kint(&w, "elapsed_ms", b ? now - bstart : 0);
+    curfew__jw_kint(&w, "elapsed_ms", b && now > bstart ? now - bstart : 0);
     curfew__jw_key(&w, "timeout_ms");
     if (timeout_ms >= 0)
         curfew__jw_int(&w, timeout_ms);
