@@ -14,7 +14,7 @@
 #include <unistd.h>
 
 _Static_assert(sizeof(curfew__hot) == 16, "four hot halves per cache line");
-_Static_assert(sizeof(curfew__slot) <= 88, "the cold half grew");
+_Static_assert(sizeof(curfew__slot) <= 72, "the cold half grew");
 
 /* Slots finished before the shutdown began are reused, oldest first, once
  * more than this many wait: a second done on a fresh handle still answers
@@ -169,6 +169,90 @@ int curfew_broken_registrations(curfew *cf, curfew_broken_registration *out,
     return n;
 }
 
+static uint32_t site_hash(const char *file, const char *func, int line)
+{
+    uint64_t h = (uint64_t)(uintptr_t)file * 0x9E3779B97F4A7C15ull;
+    h = (h ^ (uint64_t)(uintptr_t)func) * 0xC2B2AE3D27D4EB4Full;
+    h = (h ^ (uint32_t)line) * 0x165667B19E3779F9ull;
+    return (uint32_t)(h >> 32);
+}
+
+static void site_index_put(uint32_t *index, uint32_t cap, uint32_t h,
+                           uint32_t site)
+{
+    uint32_t mask = cap - 1, i = h & mask;
+    while (index[i])
+        i = (i + 1) & mask;
+    index[i] = site + 1;
+}
+
+/* The index of a call site, made if new, with cf->lock held: 0 and *out
+ * set; 1 when the tables grew with the lock dropped (the caller rechecks
+ * what it checked and asks again); -ENOMEM. A program has a fixed number
+ * of call sites, so the tables stop growing early. */
+static int site_of(curfew *cf, const char *file, const char *func, int line,
+                   uint32_t *out)
+{
+    uint32_t h = site_hash(file, func, line);
+    uint32_t icap = cf->sites_cap * 2;
+    if (icap) {
+        uint32_t mask = icap - 1;
+        for (uint32_t i = h & mask; cf->site_index[i]; i = (i + 1) & mask) {
+            const curfew__site *st = &cf->sites[cf->site_index[i] - 1];
+            if (st->line == line && st->file == file && st->func == func) {
+                *out = cf->site_index[i] - 1;
+                return 0;
+            }
+        }
+    }
+    if (cf->nsites < cf->sites_cap) {
+        curfew__site *st = &cf->sites[cf->nsites];
+        st->file = file;
+        st->func = func;
+        st->line = line;
+        site_index_put(cf->site_index, icap, h, cf->nsites);
+        *out = cf->nsites++;
+        return 0;
+    }
+    /* Grow, allocating with the lock dropped (W1). */
+    uint32_t ncap = cf->sites_cap ? cf->sites_cap * 2 : 16;
+    if (ncap > UINT32_MAX / 2)
+        return -ENOMEM;
+    pthread_mutex_unlock(&cf->lock);
+    curfew__site *ns = malloc((size_t)ncap * sizeof(*ns));
+    uint32_t *ni = calloc((size_t)ncap * 2, sizeof(*ni));
+    pthread_mutex_lock(&cf->lock);
+    if (!ns || !ni || cf->sites_cap >= ncap) {
+        /* Out of memory, or another thread grew them meanwhile. */
+        int grown = cf->sites_cap >= ncap;
+        pthread_mutex_unlock(&cf->lock);
+        free(ns);
+        free(ni);
+        pthread_mutex_lock(&cf->lock);
+        return grown ? 1 : -ENOMEM;
+    }
+    if (cf->nsites)
+        memcpy(ns, cf->sites, cf->nsites * sizeof(*ns));
+    for (uint32_t i = 0; i < cf->nsites; i++)
+        site_index_put(ni, ncap * 2,
+                       site_hash(ns[i].file, ns[i].func, ns[i].line), i);
+    curfew__site *os = cf->sites;
+    uint32_t *oi = cf->site_index;
+    cf->sites = ns;
+    cf->site_index = ni;
+    cf->sites_cap = ncap;
+    pthread_mutex_unlock(&cf->lock);
+    free(os);
+    free(oi);
+    pthread_mutex_lock(&cf->lock);
+    return 1;
+}
+
+const curfew__site *curfew__site_at(const curfew *cf, uint32_t site)
+{
+    return &cf->sites[site];
+}
+
 /* Takes a slot index with cf->lock held. A new chunk is allocated with the
  * lock dropped (no allocation under the lock), so the caller rechecks what
  * it checked before. Returns CURFEW__NIL with the lock held when memory ran
@@ -243,19 +327,28 @@ int curfew__add(curfew_barrier *barrier, const char *name,
     }
     char *old[3] = {NULL, NULL, NULL};
     int err = 0, relocked;
-    uint32_t idx;
+    uint32_t idx = CURFEW__NIL, site = 0;
     pthread_mutex_lock(&cf->lock);
-    do {
+    for (;;) {
         if (atomic_load(&barrier->state) == CURFEW_COMPLETE) {
             err = -ESHUTDOWN;
             break;
         }
+        int r = site_of(cf, file, func, line, &site);
+        if (r < 0) {
+            err = r;
+            break;
+        }
+        if (r > 0)
+            continue;
         idx = slot_take(cf, old, &relocked);
         if (idx == CURFEW__NIL) {
             err = -ENOMEM;
             break;
         }
-    } while (relocked);
+        if (!relocked)
+            break;
+    }
     if (err) {
         pthread_mutex_unlock(&cf->lock);
         free(copy);
@@ -277,7 +370,7 @@ int curfew__add(curfew_barrier *barrier, const char *name,
     s->prev = barrier->tail;
     s->next = CURFEW__NIL;
     s->link = CURFEW__NIL;
-    s->line = line;
+    s->site = site;
     h->barrier = barrier;
     if (copy) {
         s->name.ptr = copy;
@@ -286,8 +379,6 @@ int curfew__add(curfew_barrier *barrier, const char *name,
         memcpy(s->name.inl, name, nlen + 1);
         s->name.inl[CURFEW__NAME_INLINE - 1] = 0;
     }
-    s->file = file;
-    s->func = func;
     s->trigger = trigger;
     s->arg = arg;
     atomic_store_explicit(&s->t_start, 0, memory_order_relaxed);
@@ -584,6 +675,8 @@ void curfew__free_slots(curfew *cf)
     }
     for (unsigned k = 0; k < CURFEW__NCHUNKS; k++)
         chunk_free(atomic_load(&cf->chunks[k]), k);
+    free(cf->sites);
+    free(cf->site_index);
 }
 
 unsigned curfew__expire(curfew *cf, curfew_barrier *b)

@@ -52,7 +52,14 @@ typedef struct curfew__hot {
     curfew_barrier *barrier;
 } curfew__hot;
 
-/* The cold half (88 bytes): no per-blocker allocation but a name longer
+/* Where a blocker was added; the same call site adds under one index. The
+ * strings are the caller's (static, as __FILE__ and __func__ are). */
+typedef struct curfew__site {
+    const char *file, *func;
+    int32_t line;
+} curfew__site;
+
+/* The cold half (72 bytes): no per-blocker allocation but a name longer
  * than CURFEW__NAME_INLINE - 1 bytes (and the status buffer, made on the
  * first status call). name.inl[CURFEW__NAME_INLINE - 1] tells the two
  * forms apart: 0 (the terminator or padding) for an inline name, 1 beside
@@ -61,12 +68,11 @@ typedef struct curfew__hot {
 typedef struct curfew__slot {
     uint32_t prev, next; /* the barrier's list; cf->lock */
     uint32_t link;       /* reuse queue or failure stack */
-    int32_t line;
+    uint32_t site;       /* in cf->sites */
     union {
         char *ptr;                     /* a longer name, malloc'd */
         char inl[CURFEW__NAME_INLINE]; /* a short one, no allocation */
     } name;
-    const char *file, *func;
     curfew_trigger_fn trigger;
     void *arg;
     char *status;            /* CURFEW_STATUS_MAX + 1 bytes; cf->lock */
@@ -181,6 +187,12 @@ struct curfew {
     uint32_t reuse_head, reuse_tail, nreuse; /* cf->lock */
     _Atomic uint64_t failed; /* stack of failed slots: idx + 1, 0 empty */
 
+    /* Call sites (cf->lock): sites by index, and an open-addressing index
+     * of them (site + 1, 0 empty) at most half full. */
+    curfew__site *sites;
+    uint32_t nsites, sites_cap;
+    uint32_t *site_index; /* 2 * sites_cap entries */
+
     curfew_barrier *barriers; /* every barrier; cf->lock */
     curfew_barrier *barriers_tail;
     curfew__broken *broken, *broken_tail;
@@ -216,6 +228,8 @@ struct curfew {
 /* Slots (blocker.c). */
 curfew__slot *curfew__slot_at(const curfew *cf, uint32_t idx);
 curfew__hot *curfew__hot_at(const curfew *cf, uint32_t idx);
+/* With cf->lock held. */
+const curfew__site *curfew__site_at(const curfew *cf, uint32_t site);
 int curfew__add(curfew_barrier *barrier, const char *name,
                 curfew_trigger_fn trigger, void *arg, curfew_blocker *out,
                 const char *file, int line, const char *func);

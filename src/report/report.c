@@ -74,9 +74,10 @@ static int walk(curfew *cf, curfew_barrier *b, visit_fn fn, void *ctx, snap *s,
         copy_cut(s->name, sizeof(s->name), curfew__slot_name(sl));
         copy_cut(s->status, sizeof(s->status), sl->status);
         copy_cut(s->what, sizeof(s->what), atomic_load(&sl->what));
-        s->file = sl->file;
-        s->func = sl->func;
-        s->line = sl->line;
+        const curfew__site *site = curfew__site_at(cf, sl->site);
+        s->file = site->file;
+        s->func = site->func;
+        s->line = site->line;
         uint64_t ctl = atomic_load(&curfew__hot_at(cf, idx)->ctl);
         s->state = curfew__state_of(ctl);
         s->t_start = atomic_load(&sl->t_start);
