@@ -1014,8 +1014,14 @@ static void child_listener(const curfew_event *ev, void *arg)
         uint64_t seq = child_queue(cs, MSG_FINISH, NULL, 0);
         if (seq)
             child_wait_written(cs, seq, FLUSH_WAIT_MS);
-        if (cs->opts.fast_exit)
+        if (cs->opts.fast_exit) {
+            /* The core rewrites the record after this handler returns,
+             * which it never does: write it now, so that the next start
+             * reads a clean shutdown (R2; clean when the finish phase is
+             * cfg's exit_after or the last phase). */
+            curfew_record_write_now(cs->cf);
             _exit(cs->opts.exit_code);
+        }
     } else if (ev->type == CURFEW_EV_HANG && !cs->orphan) {
         /* P6: the report goes up before the watchdog acts: the file the
          * watchdog wrote, or else one written here into memory. Whole, at

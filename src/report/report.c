@@ -386,7 +386,10 @@ static int record_write(curfew *cf, int fd)
     write_head(cf, &w, "curfew-record");
 
     int complete = atomic_load(&cf->complete);
-    int clean = complete;
+    /* The last phase completed is as good as complete: a record written
+     * from its PHASE_END handler (a child about to exit, P3) is clean. */
+    int clean = complete || atomic_load(&cf->phases[cf->nphases - 1]->state) ==
+                                CURFEW_COMPLETE;
     if (!clean && cf->exit_after >= 0 &&
         atomic_load(&cf->phases[cf->exit_after]->state) == CURFEW_COMPLETE)
         clean = 1;
