@@ -59,8 +59,9 @@ static int report_failures(curfew *cf)
     for (uint32_t i = rev; i != CURFEW__NIL;) {
         curfew__slot *s = curfew__slot_at(cf, i);
         uint32_t next = s->link;
-        emit(cf, CURFEW_EV_BLOCKER_FAILED, s->barrier, curfew__slot_name(s),
-             atomic_load(&s->err), atomic_load(&s->what), 0);
+        emit(cf, CURFEW_EV_BLOCKER_FAILED, curfew__hot_at(cf, i)->barrier,
+             curfew__slot_name(s), atomic_load(&s->err), atomic_load(&s->what),
+             0);
         i = next;
     }
     return 1;
@@ -102,13 +103,14 @@ int curfew__nested_trigger(curfew_blocker self, void *arg)
 static void run_trigger(curfew *cf, uint32_t idx)
 {
     curfew__slot *s = curfew__slot_at(cf, idx);
-    uint64_t ctl = atomic_load(&s->ctl);
+    curfew__hot *h = curfew__hot_at(cf, idx);
+    uint64_t ctl = atomic_load(&h->ctl);
     if (curfew__state_of(ctl) != CURFEW__S_IDLE)
         return;
     uint64_t gen = ctl >> 32;
     /* A done that wins the race finishes the blocker before its trigger:
      * the trigger is then never called (B4). */
-    if (!atomic_compare_exchange_strong(&s->ctl, &ctl,
+    if (!atomic_compare_exchange_strong(&h->ctl, &ctl,
                                         gen << 32 | CURFEW__S_PENDING))
         return;
     atomic_store_explicit(&s->t_start, curfew__since_begin_ms(cf),

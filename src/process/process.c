@@ -40,6 +40,7 @@
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/eventfd.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
@@ -267,8 +268,14 @@ static void ctl_message(curfew_actor *a, uint32_t type, const void *data,
         break;
     case MSG_HANG:
         /* P6: the child's report goes under "children". */
-        curfew_report_add_child(pm->cf, data, len);
-        curfew_blocker_status(p->blocker, "the child reported a hang");
+        int r = curfew_report_add_child(pm->cf, data, len);
+        if (r == 0)
+            curfew_blocker_status(p->blocker, "the child reported a hang");
+        else
+            curfew_blocker_status(p->blocker,
+                                  "the child reported a hang; its report "
+                                  "was refused: %s",
+                                  curfew_strerror(r));
         break;
     default:
         break;
@@ -917,6 +924,43 @@ static void child_closed(curfew_channel *ch, int err, void *arg)
 
 /* Queues a message for the parent; returns its sequence number, 0 on
  * failure. */
+/* The largest hang report sent up: the channel's default frame limit less
+ * room for the frame's own header (A1). */
+#define HANG_MAX ((size_t)(16u << 20) - 64)
+
+/* Reads fd to its end into a malloc'd buffer (at most HANG_MAX + 1 bytes,
+ * so that a larger report is seen as larger); NULL on error. */
+static char *read_report(int fd, size_t *len)
+{
+    size_t cap = 65536, n = 0;
+    char *buf = malloc(cap);
+    while (buf) {
+        if (n == cap) {
+            if (cap > HANG_MAX)
+                break;
+            char *nb = realloc(buf, cap * 2);
+            if (!nb) {
+                free(buf);
+                return NULL;
+            }
+            buf = nb;
+            cap *= 2;
+        }
+        ssize_t r = read(fd, buf + n, cap - n);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r < 0) {
+            free(buf);
+            return NULL;
+        }
+        if (r == 0)
+            break;
+        n += (size_t)r;
+    }
+    *len = n;
+    return buf;
+}
+
 static uint64_t child_queue(childside *cs, uint32_t type, const void *data,
                             size_t len)
 {
@@ -970,46 +1014,49 @@ static void child_listener(const curfew_event *ev, void *arg)
         uint64_t seq = child_queue(cs, MSG_FINISH, NULL, 0);
         if (seq)
             child_wait_written(cs, seq, FLUSH_WAIT_MS);
-        if (cs->opts.fast_exit)
+        if (cs->opts.fast_exit) {
+            /* The core rewrites the record after this handler returns,
+             * which it never does: write it now, so that the next start
+             * reads a clean shutdown (R2; clean when the finish phase is
+             * cfg's exit_after or the last phase). */
+            curfew_record_write_now(cs->cf);
             _exit(cs->opts.exit_code);
-    } else if (ev->type == CURFEW_EV_HANG && !cs->orphan) {
-        /* P6: the report goes up before the watchdog acts. */
-        int fds[2];
-        if (pipe2(fds, O_CLOEXEC) == 0) {
-            fcntl(fds[0], F_SETFL, O_NONBLOCK);
-            fcntl(fds[1], F_SETFL, O_NONBLOCK);
-            int wr = -1;
-            if (ev->text) {
-                /* The watchdog's own report, as written to its path. */
-                int f = open(ev->text, O_RDONLY | O_CLOEXEC);
-                char buf[65536];
-                ssize_t n = f >= 0 ? read(f, buf, sizeof(buf) - 1) : -1;
-                if (f >= 0)
-                    close(f);
-                if (n > 0) {
-                    while (n > 0 && buf[n - 1] == '\n')
-                        n--;
-                    uint64_t seq = child_queue(cs, MSG_HANG, buf, (size_t)n);
-                    if (seq)
-                        child_wait_written(cs, seq, FLUSH_WAIT_MS / 2);
-                    wr = 0;
-                }
-            }
-            if (wr < 0) {
-                char buf[65536];
-                curfew_report_write_hang(cs->cf, fds[1]);
-                ssize_t n = read(fds[0], buf, sizeof(buf));
-                while (n > 0 && buf[n - 1] == '\n')
-                    n--;
-                if (n > 0) {
-                    uint64_t seq = child_queue(cs, MSG_HANG, buf, (size_t)n);
-                    if (seq)
-                        child_wait_written(cs, seq, FLUSH_WAIT_MS / 2);
-                }
-            }
-            close(fds[0]);
-            close(fds[1]);
         }
+    } else if (ev->type == CURFEW_EV_HANG && !cs->orphan) {
+        /* P6: the report goes up before the watchdog acts: the file the
+         * watchdog wrote, or else one written here into memory. Whole, at
+         * any size the channel carries. */
+        int fd = ev->text ? open(ev->text, O_RDONLY | O_CLOEXEC) : -1;
+        if (fd < 0) {
+            fd = memfd_create("curfew-hang", MFD_CLOEXEC);
+            if (fd >= 0 && (curfew_report_write_hang(cs->cf, fd) < 0 ||
+                            lseek(fd, 0, SEEK_SET) != 0)) {
+                close(fd);
+                fd = -1;
+            }
+        }
+        size_t n = 0;
+        char *buf = fd >= 0 ? read_report(fd, &n) : NULL;
+        if (fd >= 0)
+            close(fd);
+        while (buf && n > 0 && buf[n - 1] == '\n')
+            n--;
+        uint64_t seq = 0;
+        if (buf && n > 0 && n <= HANG_MAX) {
+            seq = child_queue(cs, MSG_HANG, buf, n);
+        } else {
+            /* Not silently: the parent's blocker says why no report came. */
+            char why[160];
+            int k = snprintf(why, sizeof(why),
+                             buf ? "hang: the report (%zu bytes) is over the "
+                                   "channel's frame limit"
+                                 : "hang: the report could not be read",
+                             n);
+            seq = child_queue(cs, MSG_STATUS, why, (size_t)k);
+        }
+        free(buf);
+        if (seq)
+            child_wait_written(cs, seq, FLUSH_WAIT_MS / 2);
     } else if (ev->type == CURFEW_EV_COMPLETE && cs->orphan) {
         _exit(cs->opts.orphan_exit_code);
     }

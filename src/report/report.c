@@ -74,12 +74,14 @@ static int walk(curfew *cf, curfew_barrier *b, visit_fn fn, void *ctx, snap *s,
         copy_cut(s->name, sizeof(s->name), curfew__slot_name(sl));
         copy_cut(s->status, sizeof(s->status), sl->status);
         copy_cut(s->what, sizeof(s->what), atomic_load(&sl->what));
-        s->file = sl->file;
-        s->func = sl->func;
-        s->line = sl->line;
-        s->state = curfew__state_of(atomic_load(&sl->ctl));
+        const curfew__site *site = curfew__site_at(cf, sl->site);
+        s->file = site->file;
+        s->func = site->func;
+        s->line = site->line;
+        uint64_t ctl = atomic_load(&curfew__hot_at(cf, idx)->ctl);
+        s->state = curfew__state_of(ctl);
         s->t_start = atomic_load(&sl->t_start);
-        s->t_end = atomic_load(&sl->t_end);
+        s->t_end = curfew__tend_of(ctl);
         s->err = atomic_load(&sl->err);
         s->barrier = b;
         s->inner = sl->trigger == curfew__nested_trigger ? sl->arg : NULL;
@@ -197,7 +199,9 @@ static int visit_condition(void *ctx, const snap *s)
     curfew__jw_kstr(w, "file", s->file);
     curfew__jw_kint(w, "line", s->line);
     curfew__jw_kstr(w, "function", s->func);
-    curfew__jw_kint(w, "age_ms", c->now - since);
+    /* A blocker that started after the report took its time (the walk
+     * reads each slot later) is younger than any age: 0, never below. */
+    curfew__jw_kint(w, "age_ms", c->now > since ? c->now - since : 0);
     curfew__jw_kstr(w, "barrier", s->barrier->name);
     curfew__jw_obj_end(w);
     return 0;
@@ -229,7 +233,7 @@ int curfew__report_write(curfew *cf, int fd, const char *type,
     while (depth > 0)
         curfew__jw_str(&w, path[--depth]);
     curfew__jw_arr_end(&w);
-    curfew__jw_kint(&w, "elapsed_ms", b ? now - bstart : 0);
+    curfew__jw_kint(&w, "elapsed_ms", b && now > bstart ? now - bstart : 0);
     curfew__jw_key(&w, "timeout_ms");
     if (timeout_ms >= 0)
         curfew__jw_int(&w, timeout_ms);
@@ -382,7 +386,10 @@ static int record_write(curfew *cf, int fd)
     write_head(cf, &w, "curfew-record");
 
     int complete = atomic_load(&cf->complete);
-    int clean = complete;
+    /* The last phase completed is as good as complete: a record written
+     * from its PHASE_END handler (a child about to exit, P3) is clean. */
+    int clean = complete || atomic_load(&cf->phases[cf->nphases - 1]->state) ==
+                                CURFEW_COMPLETE;
     if (!clean && cf->exit_after >= 0 &&
         atomic_load(&cf->phases[cf->exit_after]->state) == CURFEW_COMPLETE)
         clean = 1;
