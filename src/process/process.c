@@ -842,11 +842,14 @@ typedef struct childside {
     curfew_actor *ctl;
     outmsg *out_head, *out_tail;
     uint64_t queued, written;
-    int got_shutdown, closed, stop, no_thread;
-    /* Written by the listener (dispatching or watchdog thread), read by
-     * the process thread. */
+    int closed, stop, no_thread;
+    /* Shutdown came, or the orphan's shutdown was claimed: whichever
+     * comes first wins (mu). */
+    int got_shutdown, orphan_claimed;
+    /* Read by the process thread; orphan is set only once the deadline
+     * is, so whoever sees it also sees the deadline. */
     _Atomic int orphan, finish_sent;
-    int64_t orphan_deadline;
+    _Atomic int64_t orphan_deadline;
     char last_status[CURFEW_STATUS_MAX + 1];
 } childside;
 
@@ -862,11 +865,17 @@ static void child_msg(curfew_actor *a, uint32_t type, const void *data,
             cs->opts.on_message(type, data, len, cs->opts.arg);
         return;
     }
-    if (type == MSG_SHUTDOWN && len == 4 && !cs->got_shutdown) {
+    if (type == MSG_SHUTDOWN && len == 4) {
+        pthread_mutex_lock(&cs->mu);
+        int first = !cs->got_shutdown && !cs->orphan_claimed;
+        if (first)
+            cs->got_shutdown = 1;
+        pthread_mutex_unlock(&cs->mu);
+        if (!first)
+            return;
         const unsigned char *b = data;
         uint32_t budget = (uint32_t)b[0] << 24 | (uint32_t)b[1] << 16 |
                           (uint32_t)b[2] << 8 | b[3];
-        cs->got_shutdown = 1;
         /* P7: the child's watchdog acts within the parent's time. */
         if (budget)
             curfew_set_budget(cs->cf, budget);
@@ -900,14 +909,21 @@ static int child_created(curfew_channel *ch, curfew_actor *a, curfew_actor *m,
 /* P8: the parent is gone without Shutdown. */
 static void become_orphan(childside *cs)
 {
-    if (cs->got_shutdown || cs->orphan)
+    /* Called from the process thread (the channel closed) and from the
+     * attaching thread (the parent died before attach): once. */
+    pthread_mutex_lock(&cs->mu);
+    int first = !cs->got_shutdown && !cs->orphan_claimed;
+    cs->orphan_claimed = 1;
+    pthread_mutex_unlock(&cs->mu);
+    if (!first)
         return;
-    cs->orphan = 1;
     int32_t b = cs->opts.orphan_budget_ms ? cs->opts.orphan_budget_ms
                                           : DEFAULT_ORPHAN_MS;
+    atomic_store(&cs->orphan_deadline, now_ns() + (int64_t)b * 1000000);
+    atomic_store(&cs->orphan, 1);
     curfew_set_budget(cs->cf, b);
     curfew_begin(cs->cf);
-    cs->orphan_deadline = now_ns() + (int64_t)b * 1000000;
+    wake_fd(cs->wakefd); /* the process thread times the deadline */
 }
 
 static void child_closed(curfew_channel *ch, int err, void *arg)
@@ -1137,9 +1153,10 @@ static void *child_thread(void *arg)
             }
         }
         if (cs->orphan) {
-            if (now >= cs->orphan_deadline)
+            int64_t deadline = atomic_load(&cs->orphan_deadline);
+            if (now >= deadline)
                 _exit(cs->opts.orphan_exit_code);
-            int ms = (int)((cs->orphan_deadline - now) / 1000000) + 1;
+            int ms = (int)((deadline - now) / 1000000) + 1;
             if (timeout < 0 || ms < timeout)
                 timeout = ms;
         }
