@@ -842,6 +842,8 @@ typedef struct childside {
     curfew_actor *ctl;
     outmsg *out_head, *out_tail;
     uint64_t queued, written;
+    uint64_t progress;   /* bytes went out to the parent (mu) */
+    size_t last_pending; /* process thread: bytes still to write */
     int closed, stop, no_thread;
     /* Shutdown came, or the orphan's shutdown was claimed: whichever
      * comes first wins (mu). */
@@ -1002,20 +1004,36 @@ static uint64_t child_queue(childside *cs, uint32_t type, const void *data,
 
 /* Waits until message seq is written to the socket (or the channel is
  * gone, or ms passed). */
+static void deadline_in(struct timespec *until, int ms)
+{
+    clock_gettime(CLOCK_REALTIME, until);
+    until->tv_sec += ms / 1000;
+    until->tv_nsec += (long)(ms % 1000) * 1000000;
+    if (until->tv_nsec >= 1000000000) {
+        until->tv_sec++;
+        until->tv_nsec -= 1000000000;
+    }
+}
+
+/* Waits until message seq is written, the channel is gone, or nothing
+ * went out for ms: a parent that reads slowly still gets every message
+ * (P3), one that stopped reading cannot hold the child, and the parent's
+ * force-kill timer bounds it all (P4). */
 static void child_wait_written(childside *cs, uint64_t seq, int ms)
 {
     struct timespec until;
-    clock_gettime(CLOCK_REALTIME, &until);
-    until.tv_sec += ms / 1000;
-    until.tv_nsec += (long)(ms % 1000) * 1000000;
-    if (until.tv_nsec >= 1000000000) {
-        until.tv_sec++;
-        until.tv_nsec -= 1000000000;
-    }
+    deadline_in(&until, ms);
     pthread_mutex_lock(&cs->mu);
-    while (cs->written < seq && !cs->closed)
-        if (pthread_cond_timedwait(&cs->cv, &cs->mu, &until) == ETIMEDOUT)
+    uint64_t seen = cs->progress;
+    while (cs->written < seq && !cs->closed) {
+        int r = pthread_cond_timedwait(&cs->cv, &cs->mu, &until);
+        if (cs->progress != seen) {
+            seen = cs->progress;
+            deadline_in(&until, ms);
+        } else if (r == ETIMEDOUT) {
             break;
+        }
+    }
     pthread_mutex_unlock(&cs->mu);
 }
 
@@ -1137,13 +1155,21 @@ static void *child_thread(void *arg)
                  * at once, not at the next wake-up. */
                 if (cs->got_shutdown && !had_shutdown)
                     timeout = 0;
-                if (curfew_channel_pending_bytes(cs->ch) == 0) {
+                size_t left = curfew_channel_pending_bytes(cs->ch);
+                if (left == 0) {
                     pthread_mutex_lock(&cs->mu);
                     if (cs->written < upto)
                         cs->written = upto;
+                    cs->progress++;
+                    pthread_cond_broadcast(&cs->cv);
+                    pthread_mutex_unlock(&cs->mu);
+                } else if (left < cs->last_pending) {
+                    pthread_mutex_lock(&cs->mu);
+                    cs->progress++;
                     pthread_cond_broadcast(&cs->cv);
                     pthread_mutex_unlock(&cs->mu);
                 }
+                cs->last_pending = left;
                 if (curfew_channel_fd(cs->ch) >= 0)
                     epoll_set(cs->epfd, EPOLL_CTL_MOD, cs->chfd,
                               chan_events(cs->ch), &cs->tch);
