@@ -165,7 +165,7 @@ show_hang)
     generate
     run 0 show "$tmp/hang.json"
     has 'curfew-hang' 'hung in phase "persist"' \
-        'barrier persist > cache: waited' '(timeout 150 ms)' \
+        'barrier persist > cache: waited' '(timeout 1000 ms)' \
         'pending conditions (2)' 'stuck "db" <svg>&\nline2' 'cache index' \
         'status: waiting for lock "L" <&> \ \t' 'gen.c:' 'in main()' \
         'age ' PENDING 'broken registrations (2)'
