@@ -162,6 +162,12 @@ curfew_barrier *curfew_phase(curfew *cf, const char *name);
 unsigned curfew_phase_count(const curfew *cf);
 const char *curfew_phase_name(const curfew *cf, unsigned i);
 
+/* The phase after which the process exits at once (cfg->exit_after, C5), or
+ * NULL when it runs every phase (and for a NULL cf). For modules that must
+ * act before that exit, such as a child's FinishShutdown (P3).
+ * Thread: any. */
+const char *curfew_exit_after(const curfew *cf);
+
 /* Starts the shutdown (C3). Returns 0, -EALREADY when it had begun, -EINVAL
  * for NULL. Thread: any. */
 int curfew_begin(curfew *cf);

@@ -362,6 +362,11 @@ const char *curfew_phase_name(const curfew *cf, unsigned i)
     return cf && i < cf->nphases ? cf->phases[i]->name : NULL;
 }
 
+const char *curfew_exit_after(const curfew *cf)
+{
+    return cf && cf->exit_after >= 0 ? cf->phases[cf->exit_after]->name : NULL;
+}
+
 /* Only atomics and a write(): both callers share it, one of them in a
  * signal handler. */
 static int begin(curfew *cf)

@@ -1239,10 +1239,14 @@ int curfew_child_attach_opts(curfew *cf, const curfew_child_options *opts)
     cs->cf = cf;
     if (opts)
         cs->opts = *opts;
-    /* Where FinishShutdown goes: the option, else exit_after... which the
-     * public API does not show; the last phase then. */
+    /* Where FinishShutdown goes: the option, else exit_after (the core
+     * exits right after that phase's end), else the last phase. */
     unsigned n = curfew_phase_count(cf);
     cs->finish_index = (int)n - 1;
+    const char *exit_after = curfew_exit_after(cf);
+    for (unsigned i = 0; exit_after && i < n; i++)
+        if (strcmp(curfew_phase_name(cf, i), exit_after) == 0)
+            cs->finish_index = (int)i;
     if (cs->opts.finish_after) {
         int found = -1;
         for (unsigned i = 0; i < n; i++)

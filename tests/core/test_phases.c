@@ -165,11 +165,21 @@ TEST(phase_exit_after_unknown)
     cfg.exit_after = "two";
     cf = NULL;
     CHECK_EQ(curfew_create(&cf, &cfg), 0);
+    /* C5: the exit point can be asked for (the process module finishes
+     * a child there, P3). */
+    CHECK_STR(curfew_exit_after(cf), "two");
     CHECK_EQ(curfew_destroy(cf), 0);
 
     curfew_config dflt = {.exit_after = "persist", .exit_code = 3};
     cf = NULL;
     CHECK_EQ(curfew_create(&cf, &dflt), 0);
+    CHECK_STR(curfew_exit_after(cf), "persist");
+    CHECK_EQ(curfew_destroy(cf), 0);
+
+    cf = NULL;
+    CHECK_EQ(curfew_create(&cf, NULL), 0);
+    CHECK(curfew_exit_after(cf) == NULL);
+    CHECK(curfew_exit_after(NULL) == NULL);
     CHECK_EQ(curfew_destroy(cf), 0);
 }
 

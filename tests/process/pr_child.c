@@ -68,6 +68,7 @@ static struct {
     int sleep_ms[4];
     int nsleep;
     const char *hang_phase, *hang_name;
+    unsigned hang_many; /* more blockers like hang_name, with long names */
     const char *stuck_phase;
     unsigned flood_n;
     size_t flood_size;
@@ -284,6 +285,8 @@ CHILD(pr_kid)
         } else if (KEY("hang")) {
             K.hang_phase = split(v, &second);
             K.hang_name = second ? second : "stuck-db";
+        } else if (KEY("hang_many")) {
+            K.hang_many = (unsigned)strtoul(v, NULL, 10);
         } else if (KEY("stuck")) {
             K.stuck_phase = v;
         } else if (KEY("flood")) {
@@ -323,6 +326,10 @@ CHILD(pr_kid)
                                  : CURFEW_TIMEOUT_ABORT;
         } else if (KEY("report")) {
             cfg.report_path = v;
+        } else if (KEY("record")) {
+            cfg.record_path = v;
+        } else if (KEY("exit_after")) {
+            cfg.exit_after = v;
         } else if (KEY("orphan")) {
             co.orphan_budget_ms = atoi(v);
         } else if (KEY("orphan_code")) {
@@ -355,6 +362,14 @@ CHILD(pr_kid)
     }
     if (K.hang_phase)
         add(K.hang_phase, K.hang_name, hang_trigger, NULL);
+    for (unsigned i = 0; K.hang_phase && i < K.hang_many; i++) {
+        char name[160];
+        snprintf(name, sizeof(name),
+                 "%s-%05u-waiting-for-a-slow-disk-to-flush-its-write-cache-"
+                 "before-the-process-may-exit",
+                 K.hang_name, i);
+        add(K.hang_phase, name, hang_trigger, NULL);
+    }
     if (K.stuck_phase)
         add(K.stuck_phase, "stuck-main", stuck_trigger, NULL);
     if (K.flood_n)
