@@ -229,12 +229,12 @@ A("Per blocker. *add*: `curfew_add_blocker` alone, one thread, names made before
   "loop (the library's copy of the name is included), wall and CPU. *done*: "
   "`curfew_blocker_done` alone, one thread, while the phase waits, in the order the phase "
   "finishes them (by due time, random with respect to adding) and in the order of adding. "
-  "*begin+trigger*: `curfew_begin` and the dispatch that runs every trigger. *heap*: mallinfo2 "
-  "growth over the N adds ÷ N, the names' own bytes (strlen + 1) left out. *peak RSS*: VmHWM "
+  "*begin+trigger*: `curfew_begin` and the dispatch that runs every trigger. *memory*: resident "
+  "memory (VmRSS) growth over the N adds ÷ N, the names' own bytes (strlen + 1) left out. *peak RSS*: VmHWM "
   "growth ÷ N (names included for curfew; the peers have no names). *register*: `g.Go` / "
   "`JoinSet::spawn` while the tasks already spawned run and wait on the start signal.")
 A("")
-A("| blockers | add ns (CPU) | done ns, random order (CPU) | done ns, add order | begin+trigger ns | heap B | peak RSS B | Go peak RSS B | Rust peak RSS B | Go register ns | Rust register ns | wake-ups |")
+A("| blockers | add ns (CPU) | done ns, random order (CPU) | done ns, add order | begin+trigger ns | memory B | peak RSS B | Go peak RSS B | Rust peak RSS B | Go register ns | Rust register ns | wake-ups |")
 A("|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|")
 for n in phase_sizes:
     A((f"| {num(n)} | {fmt(g('phase','curfew',n,'add_ns'),0)} ({fmt(g('phase','curfew',n,'add_cpu_ns'),0)}) "

@@ -266,7 +266,7 @@ static void ctl_message(curfew_actor *a, uint32_t type, const void *data,
             curfew_blocker_done(p->blocker);
         }
         break;
-    case MSG_HANG:
+    case MSG_HANG: {
         /* P6: the child's report goes under "children". */
         int r = curfew_report_add_child(pm->cf, data, len);
         if (r == 0)
@@ -277,6 +277,7 @@ static void ctl_message(curfew_actor *a, uint32_t type, const void *data,
                                   "was refused: %s",
                                   curfew_strerror(r));
         break;
+    }
     default:
         break;
     }
