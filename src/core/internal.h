@@ -116,7 +116,11 @@ struct curfew_barrier {
     curfew_barrier *all_next;  /* every barrier of cf; cf->lock */
     curfew_barrier *wnext;     /* waiting list; dispatcher only */
     int warned, fired;         /* watchdog: timers that went off; cf->lock */
-    int warn_event;            /* a warning for the dispatcher; cf->lock */
+    /* When fired: the time its timeout counted from (ms since begin):
+     * t_start then, or 0 for the budget (W5) of a phase not yet started,
+     * which may start before the report is written; cf->lock. */
+    int64_t fired_since;
+    int warn_event; /* a warning for the dispatcher; cf->lock */
 };
 
 /* A JSON text attached to reports (children, sections). Never freed before

@@ -226,7 +226,7 @@ int curfew__report_write(curfew *cf, int fd, const char *type,
     for (curfew_barrier *x = b; x && depth < PATH_DEPTH; x = x->outer)
         path[depth++] = x->name;
     if (b)
-        bstart = b->t_start;
+        bstart = b->fired ? b->fired_since : b->t_start;
     pthread_mutex_unlock(&cf->lock);
     curfew__jw_key(&w, "barrier_path");
     curfew__jw_arr(&w);

@@ -99,7 +99,7 @@ static void fire(curfew *cf, curfew_barrier *b, int64_t timeout_ms, int silent)
                                timeout_ms);
         curfew__record_rewrite(cf);
         pthread_mutex_lock(&cf->lock);
-        int64_t elapsed = curfew__since_begin_ms(cf) - b->t_start;
+        int64_t elapsed = curfew__since_begin_ms(cf) - b->fired_since;
         pthread_mutex_unlock(&cf->lock);
         emit_hang(cf, b, elapsed);
     }
@@ -136,7 +136,7 @@ static int64_t check(curfew *cf)
     int nwarn = 0;
     curfew_barrier *due = NULL;
     int due_depth = -1;
-    int64_t due_timeout = 0, next = INF;
+    int64_t due_timeout = 0, due_since = 0, next = INF;
 
     pthread_mutex_lock(&cf->lock);
     for (curfew_barrier *b = cf->barriers; b; b = b->all_next) {
@@ -172,6 +172,7 @@ static int64_t check(curfew *cf)
                 due = b;
                 due_depth = d;
                 due_timeout = crash_at - b->t_start;
+                due_since = b->t_start;
             }
         } else if (crash_at < next) {
             next = crash_at;
@@ -189,12 +190,15 @@ static int64_t check(curfew *cf)
         if (atomic_load(&p->state) != CURFEW_COMPLETE && !p->fired) {
             due = p;
             due_timeout = budget;
+            due_since = 0;
         }
     } else if (!budget_hit && budget < next && !atomic_load(&cf->complete)) {
         next = budget;
     }
-    if (due)
+    if (due) {
         due->fired = 1;
+        due->fired_since = due_since;
+    }
     pthread_mutex_unlock(&cf->lock);
 
     for (int i = 0; i < nwarn; i++)
