@@ -429,8 +429,7 @@ int bench_phase(int argc, char **argv)
     double per = 1.0 / (double)n;
     /* Resident memory growth over the adds: it sees the slot chunks curfew
      * maps itself (for huge pages), which malloc's counters do not. */
-    double heap_all = res0 >= 0 && res1 >= 0 ? (double)(res1 - res0) * per
-                                             : -1;
+    double heap_all = res0 >= 0 && res1 >= 0 ? (double)(res1 - res0) * per : -1;
     double heap_malloc = heap0 >= 0 ? (double)(heap1 - heap0) * per : -1;
     double heap_names = (double)name_bytes * per;
     double peak =
@@ -464,8 +463,7 @@ int bench_phase(int argc, char **argv)
            (double)(c1 - c0) * per, (double)(f1 - f0) * per,
            (double)(fc1 - fc0) * per, (double)(s1 - s0) * per,
            (double)(b1 - b0) * per, heap_all - heap_names, heap_all, heap_names,
-           heap_malloc,
-           peak, seq_ms, nseq, ms(sq),
+           heap_malloc, peak, seq_ms, nseq, ms(sq),
            (unsigned long long)(st1.wakeups - st0.wakeups),
            (unsigned long long)(st1.dispatches - st0.dispatches), ms(g1 - g0),
            ms(g1 - g0) - crit, ms(q1 - q0), ms(d1 - d0), errors + done_errors);
