@@ -152,11 +152,13 @@ TEST(pr_parallel_16)
 }
 
 /* P2: 64 children needing 100 ms each (sanitizers: 200, TSan 300) shut
- * down well under the 6.4 s sum (12.8 s, 19.2 s). */
+ * down well under the 6.4 s sum (12.8 s, 19.2 s). The plain build must
+ * stay under 1.5 s, itself generous (up to 450 ms was measured at load
+ * 30-40): "about 100 ms, not 6.4 s" is issue 5's point. */
 TEST(pr_parallel_64)
 {
     int ms = per_build(100, 200, 300);
-    parallel(64, ms, 64 * ms * 3 / 4);
+    parallel(64, ms, pr_tsan() || pr_asan() ? 64 * ms * 3 / 4 : 1500);
 }
 
 /* P3: 10 000 numbered messages sent right before FinishShutdown all reach
