@@ -783,7 +783,8 @@ int curfew_channel_dispatch(curfew_channel *ch)
                  * what is left is ours to finish. Otherwise the peer is
                  * gone; mid-frame that is a truncated frame (A1), between
                  * frames a crash or an unannounced close. */
-                if (ch->recv_ack && !ch->hdr_got && !ch->in_payload)
+                if ((ch->recv_ack || ch->close_ready) && !ch->hdr_got &&
+                    !ch->in_payload)
                     ch->peer_eof = 1;
                 else
                     fail(ch,
@@ -798,7 +799,14 @@ int curfew_channel_dispatch(curfew_channel *ch)
         }
         if (ch->state != CURFEW_CHANNEL_CLOSED) {
             flush(ch);
-            if (ch->io_err)
+            /* Once our side of the WillClose handshake is complete, the
+             * peer closes only after it has everything it needs from us
+             * (it waits for our answer to its WillClose): a reset or a
+             * broken pipe then only means it closed while our last
+             * frames, which it no longer needed, were on the way (A5). */
+            if (ch->io_err && ch->close_ready)
+                finish(ch, 0, CURFEW_DESTROY_NORMAL_CLOSE);
+            else if (ch->io_err)
                 fail(ch, ch->io_err);
         }
         progress_channel(ch);
