@@ -2,10 +2,17 @@
 #define _GNU_SOURCE
 #include "harness.h"
 
+#include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
 #include <signal.h>
 #include <spawn.h>
 #include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -140,4 +147,80 @@ int main(int argc, char **argv)
     }
     fprintf(stderr, "no test case named %s\n", argv[1]);
     return 2;
+}
+
+char *th_read_file(const char *path, size_t *len)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd < 0)
+        return NULL;
+    size_t cap = 8192, n = 0;
+    char *buf = malloc(cap);
+    while (buf) {
+        if (n + 1 >= cap) {
+            char *more = realloc(buf, cap * 2);
+            if (!more) {
+                free(buf);
+                buf = NULL;
+                break;
+            }
+            buf = more;
+            cap *= 2;
+        }
+        ssize_t k = read(fd, buf + n, cap - 1 - n);
+        if (k < 0 && errno == EINTR)
+            continue;
+        if (k <= 0)
+            break;
+        n += (size_t)k;
+    }
+    close(fd);
+    if (!buf)
+        return NULL;
+    buf[n] = '\0';
+    if (len)
+        *len = n;
+    return buf;
+}
+
+void th_remove_dir(const char *dir)
+{
+    DIR *d = opendir(dir);
+    if (d) {
+        struct dirent *e;
+        while ((e = readdir(d)) != NULL) {
+            if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
+                continue;
+            char path[4096];
+            if ((size_t)snprintf(path, sizeof(path), "%s/%s", dir, e->d_name) <
+                sizeof(path))
+                unlink(path);
+        }
+        closedir(d);
+    }
+    rmdir(dir);
+}
+
+static void *note_tid(void *arg)
+{
+    *(int *)arg = (int)syscall(SYS_gettid);
+    return NULL;
+}
+
+void th_warm_threads(void)
+{
+    pthread_t th;
+    int tid = 0;
+    if (pthread_create(&th, NULL, note_tid, &tid) != 0)
+        th_fail(__FILE__, __LINE__, "pthread_create failed");
+    pthread_join(th, NULL);
+    char path[64];
+    snprintf(path, sizeof(path), "/proc/self/task/%d", tid);
+    int64_t end = th_now_ms() + 10000;
+    while (access(path, F_OK) == 0) {
+        if (th_now_ms() > end)
+            th_fail(__FILE__, __LINE__, "thread %d still in %s after 10 s", tid,
+                    path);
+        th_sleep_ms(1);
+    }
 }

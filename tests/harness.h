@@ -72,6 +72,21 @@ int64_t th_now_ms(void);
 /* Sleeps for ms milliseconds (restarts on EINTR). */
 void th_sleep_ms(int64_t ms);
 
+/* The whole file, NUL-terminated (len, if not NULL, gets its length
+ * without the NUL); NULL if it cannot be opened or memory ran out. The
+ * caller frees it. */
+char *th_read_file(const char *path, size_t *len);
+
+/* Removes the files directly in dir, then dir itself (test directories
+ * hold no subdirectories). Errors are ignored: it is clean-up. */
+void th_remove_dir(const char *dir);
+
+/* Starts and joins one thread, then waits until its task has left
+ * /proc/self/task (it does so a moment after the join, later on a loaded
+ * machine), so that thread counts taken next start from a settled
+ * process and the C library's thread machinery is warm. */
+void th_warm_threads(void);
+
 /* Starts this test binary again as `--child name args...` (NULL-terminated
  * list). Returns the child's pid; fails the test on error. */
 pid_t th_spawn_child(const char *name, ...);

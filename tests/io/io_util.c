@@ -116,34 +116,7 @@ void io_path(char *out, size_t size, const char *dir, const char *name)
 
 char *io_read_file(const char *path, size_t *len)
 {
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return NULL;
-    size_t cap = 4096, n = 0;
-    char *buf = malloc(cap + 1);
-    if (!buf)
-        th_fail(__FILE__, __LINE__, "out of memory");
-    for (;;) {
-        if (n == cap) {
-            cap *= 2;
-            buf = realloc(buf, cap + 1);
-            if (!buf)
-                th_fail(__FILE__, __LINE__, "out of memory");
-        }
-        ssize_t k = read(fd, buf + n, cap - n);
-        if (k < 0 && errno == EINTR)
-            continue;
-        if (k < 0)
-            th_fail(__FILE__, __LINE__, "read %s: %s", path, strerror(errno));
-        if (k == 0)
-            break;
-        n += (size_t)k;
-    }
-    close(fd);
-    buf[n] = '\0';
-    if (len)
-        *len = n;
-    return buf;
+    return th_read_file(path, len);
 }
 
 void io_put_file(const char *path, const void *data, size_t len)
@@ -430,30 +403,9 @@ int io_wait_thread_count(int want, int64_t limit_ms)
     return n;
 }
 
-static void *note_tid(void *arg)
-{
-    *(int *)arg = (int)syscall(SYS_gettid);
-    return NULL;
-}
-
 void io_warm_threads(void)
 {
-    pthread_t th;
-    int tid = 0;
-    if (pthread_create(&th, NULL, note_tid, &tid) != 0)
-        th_fail(__FILE__, __LINE__, "pthread_create failed");
-    pthread_join(th, NULL);
-    /* Its task leaves /proc/self/task a moment after the join (later on a
-     * loaded machine): wait until it has. */
-    char path[64];
-    snprintf(path, sizeof(path), "/proc/self/task/%d", tid);
-    int64_t end = th_now_ms() + 10000;
-    while (access(path, F_OK) == 0) {
-        if (th_now_ms() > end)
-            th_fail(__FILE__, __LINE__, "thread %d still in %s after 10 s", tid,
-                    path);
-        th_sleep_ms(1);
-    }
+    th_warm_threads();
 }
 
 uint32_t io_rand(uint32_t *state)

@@ -143,30 +143,13 @@ curfew__jval *lt_env_record(lt_env *env)
     return lt_parse_file(env->record);
 }
 
-static void remove_dir(const char *dir)
-{
-    DIR *d = opendir(dir);
-    if (!d)
-        return;
-    struct dirent *e;
-    while ((e = readdir(d)) != NULL) {
-        if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
-            continue;
-        char path[LT_PATH * 2];
-        snprintf(path, sizeof(path), "%s/%s", dir, e->d_name);
-        unlink(path);
-    }
-    closedir(d);
-    rmdir(dir);
-}
-
 void lt_env_done(lt_env *env)
 {
     if (env->cf)
         CHECK_EQ(curfew_destroy(env->cf), 0);
     env->cf = NULL;
     pthread_mutex_destroy(&env->events.mu);
-    remove_dir(env->dir);
+    th_remove_dir(env->dir);
 }
 
 /* ---- modules that log their shutdown ------------------------------------ */

@@ -44,19 +44,7 @@ void os_tmpdir(char *out, size_t size)
 
 void os_done(const char *dir)
 {
-    DIR *d = opendir(dir);
-    if (!d)
-        return;
-    struct dirent *e;
-    while ((e = readdir(d)) != NULL) {
-        if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
-            continue;
-        char p[OS_PATH];
-        os_path(p, sizeof(p), dir, e->d_name);
-        unlink(p);
-    }
-    closedir(d);
-    rmdir(dir);
+    th_remove_dir(dir);
 }
 
 void os_path(char *out, size_t size, const char *dir, const char *name)
@@ -67,26 +55,7 @@ void os_path(char *out, size_t size, const char *dir, const char *name)
 
 char *os_read_file(const char *path)
 {
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return NULL;
-    size_t cap = 4096, len = 0;
-    char *buf = malloc(cap + 1);
-    for (;;) {
-        if (len == cap) {
-            cap *= 2;
-            buf = realloc(buf, cap + 1);
-        }
-        ssize_t n = read(fd, buf + len, cap - len);
-        if (n < 0 && errno == EINTR)
-            continue;
-        if (n <= 0)
-            break;
-        len += (size_t)n;
-    }
-    close(fd);
-    buf[len] = '\0';
-    return buf;
+    return th_read_file(path, NULL);
 }
 
 char *os_wait_file(const char *path, const char *text, int64_t timeout_ms)

@@ -94,19 +94,7 @@ void wd_tmpdir(char *out, size_t size)
 
 void wd_done(const char *dir)
 {
-    DIR *d = opendir(dir);
-    if (d) {
-        struct dirent *e;
-        char path[WD_PATH];
-        while ((e = readdir(d)) != NULL) {
-            if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
-                continue;
-            wd_path(path, sizeof(path), dir, e->d_name);
-            unlink(path);
-        }
-        closedir(d);
-    }
-    rmdir(dir);
+    th_remove_dir(dir);
     kept_armed = 0;
 }
 
@@ -119,36 +107,7 @@ void wd_path(char *out, size_t size, const char *dir, const char *name)
 
 char *wd_read_file(const char *path, size_t *len)
 {
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (fd < 0)
-        return NULL;
-    size_t cap = 4096, n = 0;
-    char *buf = malloc(cap);
-    while (buf) {
-        if (n + 1 >= cap) {
-            char *more = realloc(buf, cap * 2);
-            if (!more) {
-                free(buf);
-                buf = NULL;
-                break;
-            }
-            buf = more;
-            cap *= 2;
-        }
-        ssize_t k = read(fd, buf + n, cap - 1 - n);
-        if (k < 0 && errno == EINTR)
-            continue;
-        if (k <= 0)
-            break;
-        n += (size_t)k;
-    }
-    close(fd);
-    if (!buf)
-        return NULL;
-    buf[n] = '\0';
-    if (len)
-        *len = n;
-    return buf;
+    return th_read_file(path, len);
 }
 
 /* ---- child side ------------------------------------------------------------
@@ -500,28 +459,7 @@ int64_t wd_ctx_switches(int tid)
     return found == 2 ? sum : -1;
 }
 
-static void *note_tid(void *arg)
-{
-    *(int *)arg = (int)syscall(SYS_gettid);
-    return NULL;
-}
-
 void wd_warm_threads(void)
 {
-    pthread_t t;
-    int tid = 0;
-    if (pthread_create(&t, NULL, note_tid, &tid) != 0)
-        th_fail(__FILE__, __LINE__, "pthread_create failed");
-    pthread_join(t, NULL);
-    /* The joined thread's task leaves /proc a moment after the join (later
-     * on a loaded machine): wait until it has. */
-    char path[64];
-    snprintf(path, sizeof(path), "/proc/self/task/%d", tid);
-    int64_t end = th_now_ms() + 10000;
-    while (access(path, F_OK) == 0) {
-        if (th_now_ms() > end)
-            th_fail(__FILE__, __LINE__, "thread %d still in %s after 10 s", tid,
-                    path);
-        th_sleep_ms(1);
-    }
+    th_warm_threads();
 }

@@ -201,19 +201,7 @@ void wk_tmpdir(char *out, size_t size)
 
 void wk_rmdir(const char *dir)
 {
-    DIR *d = opendir(dir);
-    if (d) {
-        struct dirent *e;
-        char path[WK_PATH];
-        while ((e = readdir(d)) != NULL) {
-            if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
-                continue;
-            wk_path(path, sizeof(path), dir, e->d_name);
-            unlink(path);
-        }
-        closedir(d);
-    }
-    rmdir(dir);
+    th_remove_dir(dir);
 }
 
 void wk_path(char *out, size_t size, const char *dir, const char *name)
@@ -225,34 +213,7 @@ void wk_path(char *out, size_t size, const char *dir, const char *name)
 
 char *wk_read_file(const char *path, size_t *len)
 {
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return NULL;
-    size_t cap = 4096, n = 0;
-    char *buf = malloc(cap);
-    while (buf) {
-        if (n + 1 >= cap) {
-            char *more = realloc(buf, cap * 2);
-            if (!more) {
-                free(buf);
-                buf = NULL;
-                break;
-            }
-            buf = more;
-            cap *= 2;
-        }
-        size_t k = fread(buf + n, 1, cap - 1 - n, f);
-        if (k == 0)
-            break;
-        n += k;
-    }
-    fclose(f);
-    if (!buf)
-        return NULL;
-    buf[n] = '\0';
-    if (len)
-        *len = n;
-    return buf;
+    return th_read_file(path, len);
 }
 
 void wk_put_int(const char *dir, const char *name, int64_t value)
