@@ -444,7 +444,10 @@ static void progress_channel(curfew_channel *ch)
     if (ch->nactors == 0 && (!ch->recv_willclose || ch->sent_ack) &&
         (!ch->sent_willclose || ch->recv_ack))
         ch->close_ready = 1;
-    if (ch->close_ready && ch->out_len == 0 && !ch->io_err)
+    /* Done once our output is out; or, with our side complete, when the
+     * peer went away: it closes only after it has our answer, so what was
+     * still on the way it no longer needed (A5). */
+    if (ch->close_ready && (ch->out_len == 0 || ch->io_err || ch->peer_eof))
         finish(ch, 0, CURFEW_DESTROY_NORMAL_CLOSE);
 }
 
@@ -799,14 +802,7 @@ int curfew_channel_dispatch(curfew_channel *ch)
         }
         if (ch->state != CURFEW_CHANNEL_CLOSED) {
             flush(ch);
-            /* Once our side of the WillClose handshake is complete, the
-             * peer closes only after it has everything it needs from us
-             * (it waits for our answer to its WillClose): a reset or a
-             * broken pipe then only means it closed while our last
-             * frames, which it no longer needed, were on the way (A5). */
-            if (ch->io_err && ch->close_ready)
-                finish(ch, 0, CURFEW_DESTROY_NORMAL_CLOSE);
-            else if (ch->io_err)
+            if (ch->io_err && !ch->close_ready)
                 fail(ch, ch->io_err);
         }
         progress_channel(ch);

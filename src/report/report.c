@@ -385,14 +385,12 @@ static int record_write(curfew *cf, int fd)
     curfew__jw_init(&w, fd, buf, sizeof(buf));
     write_head(cf, &w, "curfew-record");
 
-    int complete = atomic_load(&cf->complete);
-    /* The last phase completed is as good as complete: a record written
-     * from its PHASE_END handler (a child about to exit, P3) is clean. */
-    int clean = complete || atomic_load(&cf->phases[cf->nphases - 1]->state) ==
-                                CURFEW_COMPLETE;
-    if (!clean && cf->exit_after >= 0 &&
-        atomic_load(&cf->phases[cf->exit_after]->state) == CURFEW_COMPLETE)
-        clean = 1;
+    /* Clean once the last phase it runs completed: the last phase, or
+     * exit_after (C5). Phases complete in order, and a phase's state is
+     * set before its PHASE_END handlers run, so a record written from one
+     * (a child about to exit, P3) is clean too. */
+    int last = cf->exit_after >= 0 ? cf->exit_after : (int)cf->nphases - 1;
+    int clean = atomic_load(&cf->phases[last]->state) == CURFEW_COMPLETE;
     const char *failure = atomic_load(&cf->failure);
     curfew__jw_key(&w, "clean");
     curfew__jw_bool(&w, clean && !failure);
