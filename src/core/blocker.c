@@ -102,8 +102,9 @@ curfew__hot *curfew__hot_at(const curfew *cf, uint32_t idx)
     return (curfew__hot *)chunk_base(cf, idx, &off, &k) + off;
 }
 
-/* The hot half of a live id, or NULL. */
-static curfew__hot *lookup(const curfew *cf, uint64_t id)
+/* The hot half of a live id, or NULL; *ctl (if not NULL) gets the control
+ * word as read. */
+static curfew__hot *lookup(const curfew *cf, uint64_t id, uint64_t *ctl_out)
 {
     uint32_t idx = (uint32_t)id;
     if ((id >> 32) == 0 ||
@@ -114,6 +115,8 @@ static curfew__hot *lookup(const curfew *cf, uint64_t id)
     if (curfew__gen_of(ctl) != (uint32_t)(id >> 32) ||
         curfew__state_of(ctl) == CURFEW__S_FREE)
         return NULL;
+    if (ctl_out)
+        *ctl_out = ctl;
     return h;
 }
 
@@ -426,11 +429,11 @@ int curfew_add_blocker_at(curfew_barrier *barrier, const char *name,
 int curfew__finish(curfew *cf, uint64_t id, int state, int err,
                    const char *what)
 {
-    curfew__hot *h = lookup(cf, id);
+    uint64_t ctl;
+    curfew__hot *h = lookup(cf, id, &ctl);
     if (!h)
         return -ENOENT;
     uint64_t gen = id >> 32;
-    uint64_t ctl = atomic_load_explicit(&h->ctl, memory_order_acquire);
     for (;;) {
         int st = curfew__state_of(ctl);
         if ((ctl >> 32) != gen || st == CURFEW__S_FREE)
@@ -560,7 +563,7 @@ int curfew_blocker_vstatus(curfew_blocker b, const char *fmt, va_list ap)
     char *fresh = NULL;
     for (;;) {
         pthread_mutex_lock(&cf->lock);
-        if (!lookup(cf, b.id)) {
+        if (!lookup(cf, b.id, NULL)) {
             pthread_mutex_unlock(&cf->lock);
             free(fresh);
             return -ENOENT;
@@ -611,7 +614,7 @@ int curfew_blocker_describe(curfew_blocker b, char *name, unsigned name_size,
         return -EINVAL;
     curfew *cf = b.cf;
     pthread_mutex_lock(&cf->lock);
-    curfew__hot *h = lookup(cf, b.id);
+    curfew__hot *h = lookup(cf, b.id, NULL);
     if (!h) {
         pthread_mutex_unlock(&cf->lock);
         return -ENOENT;
@@ -630,7 +633,7 @@ int curfew_blocker_result(curfew_blocker b, int *err)
         *err = 0;
     if (!b.cf)
         return -EINVAL;
-    curfew__hot *h = lookup(b.cf, b.id);
+    curfew__hot *h = lookup(b.cf, b.id, NULL);
     if (!h)
         return -ENOENT;
     for (;;) {
