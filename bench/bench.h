@@ -49,6 +49,12 @@ void bench_fmt(char *out, size_t size, const char *fmt, ...)
 #endif
     ;
 
+/* A coordinator with one phase whose timers are off, so nothing but the
+ * work decides when it ends (the watchdog thread still starts at
+ * curfew_begin, W1). Exits on error. */
+struct curfew;
+struct curfew *bench_one_phase(const char *phase, const char *process);
+
 /* Prints a message and exits with status 1. */
 void bench_die(const char *fmt, ...)
 #if defined(__GNUC__)

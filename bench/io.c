@@ -73,17 +73,8 @@ static int64_t run_curfew(const char *dir, int nf, const char *data, size_t len,
                           unsigned threads, curfew_io_stats *st)
 {
     char path[4200];
-    static const curfew_phase_config phases[] = {
-        {"persist", CURFEW_NEVER, CURFEW_NEVER}};
-    curfew_config cfg;
-    memset(&cfg, 0, sizeof(cfg));
-    cfg.phases = phases;
-    cfg.phase_count = 1;
-    cfg.process_name = "curfew-bench io";
-    curfew *cf;
-    int e = curfew_create(&cf, &cfg);
-    if (e)
-        bench_die("curfew_create: %s", curfew_strerror(e));
+    curfew *cf = bench_one_phase("persist", "curfew-bench io");
+    int e;
     curfew_io_options o;
     memset(&o, 0, sizeof(o));
     o.phase = "persist";

@@ -144,20 +144,7 @@ static int pending_trigger(curfew_blocker self, void *arg)
 
 static curfew *make_coordinator(void)
 {
-    /* One phase; its timers off, so nothing but the work decides when it
-     * ends (the watchdog thread still starts at curfew_begin, W1). */
-    static const curfew_phase_config phases[] = {
-        {"work", CURFEW_NEVER, CURFEW_NEVER}};
-    curfew_config cfg;
-    memset(&cfg, 0, sizeof(cfg));
-    cfg.phases = phases;
-    cfg.phase_count = 1;
-    cfg.process_name = "curfew-bench";
-    curfew *cf;
-    int r = curfew_create(&cf, &cfg);
-    if (r)
-        bench_die("curfew_create: %s", curfew_strerror(r));
-    return cf;
+    return bench_one_phase("work", "curfew-bench");
 }
 
 /* VmHWM restarts from the current RSS (Linux: clear_refs 5). */

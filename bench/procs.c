@@ -63,18 +63,7 @@ static void ready_wait(ready *rd, int want)
 
 static curfew *parent_coordinator(void)
 {
-    static const curfew_phase_config phases[] = {
-        {"children", CURFEW_NEVER, CURFEW_NEVER}};
-    curfew_config cfg;
-    memset(&cfg, 0, sizeof(cfg));
-    cfg.phases = phases;
-    cfg.phase_count = 1;
-    cfg.process_name = "curfew-bench procs";
-    curfew *cf;
-    int r = curfew_create(&cf, &cfg);
-    if (r)
-        bench_die("curfew_create: %s", curfew_strerror(r));
-    return cf;
+    return bench_one_phase("children", "curfew-bench procs");
 }
 
 static curfew_proc *spawn_child(curfew *cf, int64_t child_ms, ready *rd)
@@ -203,19 +192,9 @@ int bench_procs_child(int argc, char **argv)
 {
     static child_work w;
     w.ms = bench_opt_int(argc, argv, "--child-ms", 100);
-    static const curfew_phase_config phases[] = {
-        {"work", CURFEW_NEVER, CURFEW_NEVER}};
-    curfew_config cfg;
-    memset(&cfg, 0, sizeof(cfg));
-    cfg.phases = phases;
-    cfg.phase_count = 1;
-    cfg.process_name = "curfew-bench procs-child";
-    curfew *cf;
-    int e = curfew_create(&cf, &cfg);
-    if (e)
-        bench_die("child: curfew_create: %s", curfew_strerror(e));
-    e = curfew_add_blocker(curfew_phase(cf, "work"), "child work", work_trigger,
-                           &w, NULL);
+    curfew *cf = bench_one_phase("work", "curfew-bench procs-child");
+    int e = curfew_add_blocker(curfew_phase(cf, "work"), "child work",
+                               work_trigger, &w, NULL);
     if (e)
         bench_die("child: curfew_add_blocker: %s", curfew_strerror(e));
     curfew_child_options co;

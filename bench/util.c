@@ -5,6 +5,8 @@
  */
 #include "bench.h"
 
+#include <curfew.h>
+
 #include <dirent.h>
 #include <errno.h>
 #include <stdarg.h>
@@ -152,4 +154,19 @@ void bench_die(const char *fmt, ...)
     fputc('\n', stderr);
     va_end(ap);
     exit(1);
+}
+
+struct curfew *bench_one_phase(const char *phase, const char *process)
+{
+    curfew_phase_config pc = {phase, CURFEW_NEVER, CURFEW_NEVER};
+    curfew_config cfg;
+    memset(&cfg, 0, sizeof(cfg));
+    cfg.phases = &pc;
+    cfg.phase_count = 1;
+    cfg.process_name = process;
+    curfew *cf;
+    int e = curfew_create(&cf, &cfg);
+    if (e)
+        bench_die("%s: curfew_create: %s", process, curfew_strerror(e));
+    return cf;
 }
